@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Idempotent set-up: the Debian packages the project runs against, then a venv with the package.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEB_PACKAGES=(redis-server prometheus prometheus-alertmanager prometheus-redis-exporter
+              prometheus-node-exporter postgresql)
+# binary -> the package that ships it; a package counts as present when its binary is on PATH
+# (or, for PostgreSQL, when initdb exists in a versioned directory).
+declare -A BINARY_OF=(
+  [redis-server]=redis-server [prometheus]=promtool [prometheus-alertmanager]=amtool
+  [prometheus-redis-exporter]=prometheus-redis-exporter
+  [prometheus-node-exporter]=prometheus-node-exporter [postgresql]=initdb
+)
+
+have_binary() {
+  local bin=$1
+  command -v "$bin" >/dev/null 2>&1 && return 0
+  [ "$bin" = initdb ] && compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && return 0
+  return 1
+}
+
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+  have_binary "${BINARY_OF[$pkg]}" || missing+=("$pkg")
+done
+# prometheus ships both promtool and the server; check the server too.
+command -v prometheus >/dev/null 2>&1 || [[ " ${missing[*]} " == *" prometheus "* ]] || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || [[ " ${missing[*]} " == *" prometheus-alertmanager "* ]] || missing+=(prometheus-alertmanager)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: Debian packages missing: ${missing[*]}"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # policy-rc.d keeps the packages' own services from starting: tradeguard starts its own.
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+  else
+    echo "setup: run this as root, then re-run make:"
+    echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}"
+    exit 1
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing tradeguard and its dev extras into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+echo "setup: ok"

@@ -1,0 +1,50 @@
+"""Redis clients per layer, with timeouts and reconnect backoff.
+
+Each layer gets its own client (its own pool) even when all four share one server, so a slow
+stream read never queues behind a state write and each layer's connection errors are counted
+apart.
+"""
+
+from __future__ import annotations
+
+from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from tradeguard.config import Layer, Settings
+
+# Redis answered but refused our credentials (WRONGPASS / NOAUTH / NOPERM).
+AUTH_ERRORS: tuple[type[Exception], ...] = (AuthenticationError, AuthorizationError)
+
+# The errors that mean "Redis is unreachable right now"; callers count and back off on these.
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionResetError,
+    BrokenPipeError,
+)
+
+
+def make_client(url: str, socket_timeout: float = 2.0, retries: int = 1) -> Redis:
+    """A client that retries once on a dropped connection and fails fast when Redis is down.
+
+    Longer waits are the caller's decision (the engine backs off in its loop, a publisher
+    reports the error): hiding a minute of retries inside a call would hide the outage.
+    """
+    return Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=0,
+        decode_responses=False,
+    )
+
+
+def layer_clients(settings: Settings) -> dict[Layer, Redis]:
+    """One client per layer, sharing nothing, from the settings' per-layer URLs."""
+    return {layer: make_client(settings.layer_url(layer)) for layer in Layer}

@@ -1,0 +1,14 @@
+"""Chaos: named fault scenarios, their runner, and the demo tour built from them."""
+
+# The demo's default tour, cheapest alerts first (kept here so the CLI can show it without
+# importing the stack machinery).
+DEFAULT_TOUR = (
+    "duckdb-disk-low",
+    "redis-down",
+    "signal-backlog",
+    "execution-failures",
+    "broker-disconnect",
+    "leader-kill",
+    "slippage-spike",
+    "broker-slow",
+)

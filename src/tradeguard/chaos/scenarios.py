@@ -1,0 +1,197 @@
+"""Named fault scenarios: a fault, the way to undo it, and the alert it must raise.
+
+Each works on a running local :class:`~tradeguard.stack.stack.Stack` (the demo's and the
+end-to-end tests'): processes are killed and restarted through the stack's supervised
+children, engine behaviour is changed through the engines' Redis control channel, and the
+DuckDB disk is made to look full through an override file instead of filling a real disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from tradeguard.bus.connection import make_client
+from tradeguard.bus.keys import Keys
+from tradeguard.bus.signal_stream import SignalStream
+from tradeguard.config import Layer
+from tradeguard.engine.control import reset_broker_knobs, set_broker_knobs, set_intake_paused
+from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
+from tradeguard.errors import TradeguardError
+from tradeguard.stack.stack import Stack
+
+LOW_DISK_BYTES = 512 * 1024 * 1024  # below DuckDBDiskSpaceLow's 1 GiB threshold
+
+
+class ChaosError(TradeguardError):
+    """A scenario could not be injected or undone."""
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    alert: str  # the alert that must reach the responder
+    inject: Callable[[Stack], None]
+    undo: Callable[[Stack], None]
+    needs_for_profile: bool = False  # its alert's `for` is above 30 s: fast profile only
+    notes: list[str] = field(default_factory=list)
+
+
+def _knobs(**values: float) -> Callable[[Stack], None]:
+    def inject(stack: Stack) -> None:
+        set_broker_knobs(make_client(stack.layout.redis_url(Layer.SIGNAL_STREAM)), Keys(), **values)
+
+    return inject
+
+
+def _reset_knobs(stack: Stack) -> None:
+    reset_broker_knobs(make_client(stack.layout.redis_url(Layer.SIGNAL_STREAM)), Keys())
+
+
+def _intake(paused: bool) -> Callable[[Stack], None]:
+    def act(stack: Stack) -> None:
+        set_intake_paused(make_client(stack.layout.redis_url(Layer.SIGNAL_STREAM)), Keys(), paused)
+
+    return act
+
+
+BURST = 300  # above SignalBacklog's 200
+
+
+def _pause_with_burst(stack: Stack) -> None:
+    """Pause intake, then a strategy bursts: the backlog is over the threshold at once."""
+    client = make_client(stack.layout.redis_url(Layer.SIGNAL_STREAM))
+    set_intake_paused(client, Keys(), True)
+    gen = SignalGenerator(SignalStream(client, Keys()), GeneratorConfig(rate=0, seed=99))
+    gen.run(threading.Event(), limit=BURST)
+    _bursts.setdefault(id(stack), []).extend(gen.report.published)
+
+
+_bursts: dict[int, list[str]] = {}
+
+
+def burst_ids(stack: Stack) -> list[str]:
+    """Signal ids published by backlog bursts on this stack (for the final audit)."""
+    return list(_bursts.get(id(stack), []))
+
+
+def _signal_redis_name(stack: Stack) -> str:
+    return "redis" if stack.layout.shared_redis else f"redis-{Layer.SIGNAL_STREAM.value}"
+
+
+def _kill_redis(stack: Stack) -> None:
+    stack.kill_child(_signal_redis_name(stack))
+
+
+def _start_redis(stack: Stack) -> None:
+    stack.start_child(_signal_redis_name(stack))
+
+
+def leader_of(stack: Stack) -> str:
+    """The replica whose /coordinator/status says it leads."""
+    for replica, port in stack.layout.engine_ports.items():
+        try:
+            status = httpx.get(f"http://127.0.0.1:{port}/coordinator/status", timeout=1).json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        if status.get("role") == "leader":
+            return replica
+    raise ChaosError("no replica reports itself leader")
+
+
+_killed: dict[int, str] = {}
+
+
+def _kill_leader(stack: Stack) -> None:
+    replica = leader_of(stack)
+    _killed[id(stack)] = replica
+    stack.kill_child(replica)
+
+
+def _restart_leader(stack: Stack) -> None:
+    replica = _killed.pop(id(stack), None)
+    if replica is not None:
+        stack.start_child(replica)
+
+
+def _disk(low: bool) -> Callable[[Stack], None]:
+    def act(stack: Stack) -> None:
+        marker = stack.layout.duckdb_dir / "disk-free-override"
+        if low:
+            marker.write_text(str(LOW_DISK_BYTES))
+        else:
+            marker.unlink(missing_ok=True)
+
+    return act
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "duckdb-disk-low",
+            "The DuckDB volume reports 512 MiB free (override file).",
+            "DuckDBDiskSpaceLow",
+            _disk(True),
+            _disk(False),
+        ),
+        Scenario(
+            "redis-down",
+            "SIGKILL the signal layer's redis-server; restart it (AOF keeps "
+            "every acknowledged signal).",
+            "RedisDown",
+            _kill_redis,
+            _start_redis,
+        ),
+        Scenario(
+            "signal-backlog",
+            "Every engine pauses intake while strategies keep publishing.",
+            "SignalBacklog",
+            _intake(True),
+            _intake(False),
+        ),
+        Scenario(
+            "execution-failures",
+            "The broker fails 80 % of orders.",
+            "TradeExecutionFailures",
+            _knobs(failure_rate=0.8),
+            _reset_knobs,
+        ),
+        Scenario(
+            "broker-disconnect",
+            "The broker connection drops on 40 % of orders.",
+            "BrokerConnectionFailure",
+            _knobs(disconnect_rate=0.4),
+            _reset_knobs,
+        ),
+        Scenario(
+            "slippage-spike",
+            "Half the fills slip by 10-30 %.",
+            "TradeSlippageSpike",
+            _knobs(slippage_spike_rate=0.5),
+            _reset_knobs,
+            notes=["resolves only when the 5 m window has passed"],
+        ),
+        Scenario(
+            "broker-slow",
+            "Every order takes 6 s at the broker.",
+            "TradeLatencySpike",
+            _knobs(latency=6.0, jitter=0.0),
+            _reset_knobs,
+            notes=["the p99 over 1 m needs about a minute to fall back"],
+        ),
+        Scenario(
+            "leader-kill",
+            "SIGKILL the leading engine replica; the other takes over; the "
+            "killed one is restarted.",
+            "TradingBotDown",
+            _kill_leader,
+            _restart_leader,
+            needs_for_profile=True,
+        ),
+    ]
+}

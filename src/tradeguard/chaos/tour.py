@@ -1,0 +1,207 @@
+"""The demo tour: a stack under a steady workload, a sequence of scenarios, a final table.
+
+Each scenario is injected once its predecessor has fired and been undone; resolutions are
+awaited in the background (some rules look back over a 1-5 minute window), bounded by
+``resolve_cap``. At the end every published signal is checked against the broker's book and
+the result stream: none may be lost or executed twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from tradeguard.bus.connection import make_client
+from tradeguard.bus.keys import Keys
+from tradeguard.bus.results import RESULT_FIELD
+from tradeguard.bus.signal_stream import SignalStream
+from tradeguard.chaos.runner import ResponderView, ScenarioResult, finish_resolution, run_scenario
+from tradeguard.chaos.scenarios import SCENARIOS, burst_ids, leader_of
+from tradeguard.config import Layer
+from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
+from tradeguard.engine.paper import SQLiteBook
+from tradeguard.process import wait_until
+from tradeguard.stack.layout import StackLayout
+from tradeguard.stack.render import ensure_token
+from tradeguard.stack.stack import Stack
+from tradeguard.stack.status import read_stack_status
+
+
+@dataclass
+class Audit:
+    """Jepsen-style final read: what was acknowledged at publish versus what was executed."""
+
+    published: int = 0
+    executed: int = 0
+    dropped: int = 0  # expired past their TTL: dead-lettered with a reason, not lost
+    lost: set[str] = field(default_factory=set)
+    duplicated: set[str] = field(default_factory=set)
+    unexpected: set[str] = field(default_factory=set)
+
+
+def audit(layout: StackLayout, published: list[str]) -> Audit:
+    client = make_client(layout.redis_url(Layer.RESULT_STREAM))
+    results = Counter(
+        json.loads(f[RESULT_FIELD])["signal_id"] for _id, f in client.xrange(Keys().results)
+    )
+    dead = {
+        f[b"signal_id"].decode()
+        for _id, f in make_client(layout.redis_url(Layer.SIGNAL_STREAM)).xrange(Keys().signals_dead)
+    }
+    book = SQLiteBook(layout.broker_book)
+    attempts = book.attempts()
+    ids = set(published)
+    handled = set(results) | dead
+    return Audit(
+        published=len(ids),
+        executed=len(set(results) & ids),
+        dropped=len(dead & ids),
+        lost=ids - handled,
+        duplicated={k for k, n in attempts.items() if n > 1},
+        unexpected=set(book.fills()) - ids,
+    )
+
+
+def _table(
+    results: list[ScenarioResult], pending: str, audit_: Audit | None, resolve_cap: float = 0.0
+) -> Table:
+    table = Table(
+        "scenario",
+        "expected alert",
+        "fired after",
+        "resolved after",
+        "notifications",
+        "signals lost",
+        "signals duplicated",
+        title="tradeguard chaos tour",
+        title_justify="left",
+    )
+    for r in results:
+        fired = f"{r.fired_after:.1f}s" if r.fired_after is not None else "[red]not caught[/]"
+        if r.resolved_after is not None:
+            resolved = f"{r.resolved_after:.1f}s"
+        elif r.caught and audit_ is not None:
+            resolved = f"[yellow]> {resolve_cap:.0f}s[/]"
+        elif r.caught:
+            resolved = "[yellow]waiting[/]"
+        else:
+            resolved = "—"
+        lost = str(len(audit_.lost)) if audit_ else "…"
+        dup = str(len(audit_.duplicated)) if audit_ else "…"
+        table.add_row(r.name, r.alert, fired, resolved, str(r.notifications), lost, dup)
+    if pending:
+        table.add_row(pending, "…", "[cyan]running[/]", "", "", "", "")
+    return table
+
+
+def run_tour(
+    console: Console,
+    run_dir: Path,
+    scenarios: list[str],
+    rate: float,
+    resolve_cap: float,
+    min_duration: float = 0.0,
+) -> int:
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenarios {unknown}; see `tradeguard chaos list`")
+    if not console.is_terminal:
+        console.width = max(console.width, 132)  # the final table is the point of the demo
+    layout = StackLayout.allocate(run_dir, profile="fast", replicas=2)
+    stack = Stack(layout)
+    console.print(
+        f"[bold]tradeguard demo[/]: starting the stack in {layout.run_dir} "
+        "(profile fast: rule `for` above 30 s capped at 10 s) …"
+    )
+    t0 = time.monotonic()
+    stack.start(progress=lambda m: console.print(f"  {m}"))
+    console.print(f"stack up in {time.monotonic() - t0:.1f}s")
+    for name, url in layout.urls().items():
+        console.print(f"  {name:20s} {url}")
+    stop = threading.Event()
+    gen = SignalGenerator(
+        SignalStream(make_client(layout.redis_url(Layer.SIGNAL_STREAM), socket_timeout=1), Keys()),
+        GeneratorConfig(rate=rate, seed=11),
+    )
+    threading.Thread(target=gen.run, args=(stop,), daemon=True, name="workload").start()
+    view = ResponderView(layout.responder_url, ensure_token(layout))
+    console.print("waiting until Prometheus scrapes every target …")
+    wait_until(lambda: _all_targets_up(layout), 60, "every scrape target up")
+    results: list[ScenarioResult] = []
+    started = time.monotonic()
+    resolvers: list[threading.Thread] = []
+    final: Audit | None = None
+    try:
+        with Live(_table(results, "", None), console=console, refresh_per_second=2) as live:
+            for name in scenarios:
+                scenario = SCENARIOS[name]
+                live.update(_table(results, name, None))
+                result = run_scenario(stack, scenario, view, wait_resolved=False)
+                results.append(result)
+                if result.caught:
+                    t = threading.Thread(
+                        target=finish_resolution, args=(result, view, resolve_cap), daemon=True
+                    )
+                    t.start()
+                    resolvers.append(t)
+                live.update(_table(results, "", None))
+            while any(t.is_alive() for t in resolvers) or time.monotonic() - started < min_duration:
+                live.update(_table(results, "", None))
+                time.sleep(0.5)
+            stop.set()
+            published = gen.report.published + burst_ids(stack)
+            _drain(layout, published)
+            final = audit(layout, published)
+            live.update(_table(results, "", final, resolve_cap))
+    finally:
+        stop.set()
+        stack.stop()
+    assert final is not None
+    caught = sum(r.caught for r in results)
+    console.print(
+        f"{caught}/{len(results)} scenarios caught; {final.published} signals "
+        f"published, {final.executed} executed, {final.dropped} expired (dead-lettered), "
+        f"{len(final.lost)} lost, "
+        f"{len(final.duplicated)} executed twice, {len(final.unexpected)} unexpected; "
+        f"publish errors surfaced to the caller: {gen.report.errors}"
+    )
+    for r in results:
+        if r.caught and r.resolved_after is None:
+            notes = "; ".join(SCENARIOS[r.name].notes) or "still firing"
+            console.print(f"{r.name}: not resolved within {resolve_cap:.0f}s of the undo ({notes})")
+        if r.error:
+            console.print(f"[red]{r.name}: {r.error}[/]")
+    ok = caught == len(results) and not (final.lost or final.duplicated or final.unexpected)
+    return 0 if ok else 1
+
+
+def _all_targets_up(layout: StackLayout) -> bool:
+    targets = read_stack_status(layout).targets
+    return bool(targets) and all(t["health"] == "up" for t in targets)
+
+
+def _drain(layout: StackLayout, published: list[str], timeout: float = 60) -> None:
+    """Wait (bounded) until the engines have handled every published signal."""
+    client = make_client(layout.redis_url(Layer.RESULT_STREAM))
+    signals = make_client(layout.redis_url(Layer.SIGNAL_STREAM))
+    deadline = time.time() + timeout
+    wanted = set(published)
+    while time.time() < deadline:
+        done = {
+            json.loads(f[RESULT_FIELD])["signal_id"] for _id, f in client.xrange(Keys().results)
+        }
+        done |= {f[b"signal_id"].decode() for _id, f in signals.xrange(Keys().signals_dead)}
+        if wanted <= done:
+            return
+        time.sleep(0.5)
+
+
+__all__ = ["audit", "leader_of", "run_tour"]

@@ -1,0 +1,491 @@
+"""The ``tradeguard`` command line."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tradeguard.bus.signal_stream import PublishError
+from tradeguard.bus.signals import InvalidSignal, Signal
+from tradeguard.chaos import DEFAULT_TOUR
+from tradeguard.config import Settings, load_settings
+from tradeguard.errors import TradeguardError
+from tradeguard.responder.cli import alerts_app, responder_command
+from tradeguard.stack import DEFAULT_RUN_DIR
+
+app = typer.Typer(
+    help="tradeguard: a Redis trade bus, a fenced engine, and the monitoring that keeps it honest.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+chaos_app = typer.Typer(
+    help="Named fault scenarios and the alerts they must raise.", no_args_is_help=True
+)
+ha_app = typer.Typer(
+    help="High availability: the fenced leader among engine replicas.", no_args_is_help=True
+)
+rules_app = typer.Typer(
+    help="Check the shipped alert rules, routing and runbooks.", no_args_is_help=True
+)
+app.add_typer(rules_app, name="rules")
+app.add_typer(ha_app, name="ha")
+app.add_typer(chaos_app, name="chaos")
+app.add_typer(alerts_app, name="alerts")
+app.command("responder")(responder_command)
+LedgerOpt = Annotated[
+    str, typer.Option(help="Ledger: sqlite:///path (replicas on one host) or postgresql://...")
+]
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
+RedisOpt = Annotated[
+    str | None,
+    typer.Option("--redis-url", help="Redis URL for every layer (overrides TRADEGUARD_REDIS_URL)."),
+]
+
+
+def _settings(config: Path | None, redis_url: str | None, **extra: object) -> Settings:
+    overrides = {k: v for k, v in {"redis_url": redis_url, **extra}.items() if v is not None}
+    return load_settings(config, **overrides)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _wait_for_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so long-running commands stop cleanly."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@app.command()
+def engine(
+    config: ConfigOpt = None,
+    redis_url: RedisOpt = None,
+    consumer: Annotated[str, typer.Option(help="Consumer name of this replica.")] = "engine-1",
+    metrics_port: Annotated[int | None, typer.Option(help="Port of /metrics (0: any).")] = None,
+    duckdb_path: Annotated[Path | None, typer.Option(help="DuckDB file.")] = None,
+    broker_latency: Annotated[float, typer.Option(help="Paper broker latency, seconds.")] = 0.002,
+    failure_rate: Annotated[float, typer.Option(help="Paper broker failure rate.")] = 0.0,
+    broker_book: Annotated[
+        Path | None, typer.Option(help="SQLite order book shared by replicas on one host.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the paper broker's faults.")] = 0,
+    no_persist: Annotated[bool, typer.Option("--no-persist", help="Skip DuckDB.")] = False,
+) -> None:
+    """Run one engine replica until SIGINT/SIGTERM: consume signals, execute, record results."""
+    from tradeguard.engine.paper import BrokerKnobs
+    from tradeguard.engine.service import EngineOptions, EngineService
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        settings = _settings(config, redis_url, duckdb_path=duckdb_path)
+        options = EngineOptions(
+            consumer=consumer,
+            seed=seed,
+            broker_book=broker_book,
+            persist=not no_persist,
+            knobs=BrokerKnobs(latency=broker_latency, failure_rate=failure_rate),
+            metrics_port=metrics_port,
+        )
+        stop = _wait_for_signal()
+        svc = EngineService(settings, options).start()
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"engine {consumer} running; metrics at {svc.metrics_url}")
+    stop.wait()
+    svc.stop()
+    console.print(f"engine {consumer} stopped after {svc.engine.stats.processed} signals")
+
+
+@app.command()
+def publish(
+    account: Annotated[str, typer.Option(help="Account the signal trades for.")],
+    symbol: Annotated[str, typer.Option(help="Instrument, e.g. EURUSD.")],
+    action: Annotated[str, typer.Option(help="buy, sell or close.")],
+    volume: Annotated[float, typer.Option(help="Lots, > 0.")],
+    price: Annotated[float | None, typer.Option(help="Price the strategy saw.")] = None,
+    signal_id: Annotated[str | None, typer.Option("--id", help="Unique id (default: new).")] = None,
+    config: ConfigOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Publish one signal; prints its stream entry id. Exit 1 if it was not queued."""
+    from tradeguard.bus.connection import make_client
+    from tradeguard.bus.keys import Keys
+    from tradeguard.bus.signal_stream import SignalStream
+    from tradeguard.config import Layer
+
+    try:
+        settings = _settings(config, redis_url)
+        sig = Signal(
+            account=account,
+            symbol=symbol,
+            action=action,
+            volume=volume,
+            price=price,
+            signal_id=signal_id or uuid.uuid4().hex,
+        )
+        stream = SignalStream(
+            make_client(settings.layer_url(Layer.SIGNAL_STREAM)),
+            Keys(settings.key_prefix),
+            max_bytes=settings.signal_max_bytes,
+        )
+        entry = stream.publish(sig)
+    except InvalidSignal as exc:
+        raise _fail(f"invalid signal ({exc.reason}): {exc.detail}") from None
+    except PublishError as exc:
+        raise _fail(f"not published: {exc}", code=1) from None
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"published {sig.signal_id} as entry {entry.decode()}")
+
+
+@app.command()
+def generate(
+    rate: Annotated[float, typer.Option(help="Signals per second.")] = 50.0,
+    count: Annotated[int | None, typer.Option(help="Stop after this many accepted.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    invalid_share: Annotated[float, typer.Option(help="Share of malformed entries.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    config: ConfigOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Publish a steady stream of generated signals (load and demos)."""
+    from tradeguard.bus.connection import make_client
+    from tradeguard.bus.keys import Keys
+    from tradeguard.bus.signal_stream import SignalStream
+    from tradeguard.config import Layer
+    from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
+
+    if rate <= 0:
+        raise _fail("--rate must be > 0")
+    try:
+        settings = _settings(config, redis_url)
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+    stream = SignalStream(
+        make_client(settings.layer_url(Layer.SIGNAL_STREAM)),
+        Keys(settings.key_prefix),
+        max_bytes=settings.signal_max_bytes,
+    )
+    gen = SignalGenerator(
+        stream, GeneratorConfig(rate=rate, invalid_share=invalid_share, seed=seed)
+    )
+    stop = _wait_for_signal()
+    if duration is not None:
+        threading.Timer(duration, stop.set).start()
+    report = gen.run(stop, limit=count)
+    stop.set()
+    console.print(
+        f"published {len(report.published)} signals, {report.invalid} malformed, "
+        f"{report.errors} publish errors"
+        + (f" (last: {report.last_error})" if report.errors else "")
+    )
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float, typer.Option(help="Minimum seconds to run (the tour takes what its scenarios need).")
+    ] = 0.0,
+    rate: Annotated[float, typer.Option(help="Signals per second of the workload.")] = 20.0,
+    scenarios: Annotated[
+        str, typer.Option(help="Comma-separated scenarios (see `tradeguard chaos list`).")
+    ] = ",".join(DEFAULT_TOUR),
+    resolve_cap: Annotated[
+        float,
+        typer.Option(help="Longest wait for a resolved notice after a fault is undone, seconds."),
+    ] = 120.0,
+    run_dir: Annotated[Path, typer.Option(help="Where the stack keeps data and logs.")] = Path(
+        "run/demo"
+    ),
+) -> None:
+    """Bring up the whole stack under a steady workload, tour the fault scenarios, and end
+    with a table: expected alert, seconds to fire and to resolve, notifications, signals lost
+    or duplicated."""
+    from tradeguard.chaos.tour import run_tour
+
+    names = [s.strip() for s in scenarios.split(",") if s.strip()]
+    if rate <= 0 or not names:
+        raise _fail("--rate must be > 0 and --scenarios must name at least one scenario")
+    try:
+        code = run_tour(console, run_dir, names, rate, resolve_cap, min_duration=duration)
+    except (TradeguardError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+@app.command("engine-demo")
+def engine_demo(
+    duration: Annotated[float, typer.Option(help="Seconds to run.")] = 30.0,
+    rate: Annotated[float, typer.Option(help="Signals per second.")] = 100.0,
+    run_dir: Annotated[Path, typer.Option(help="Where processes keep data and logs.")] = Path(
+        "run/engine-demo"
+    ),
+) -> None:
+    """Just the trade path: redis-server, one engine and a generator, with a live view."""
+    from tradeguard.demo import DemoOptions, run_demo
+
+    if duration <= 0 or rate <= 0:
+        raise _fail("--duration and --rate must be > 0")
+    try:
+        code = run_demo(DemoOptions(duration=duration, rate=rate, run_dir=run_dir), console)
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+RunDirOpt = Annotated[Path, typer.Option(help="The stack's run directory.")]
+
+
+@app.command()
+def up(
+    run_dir: RunDirOpt = DEFAULT_RUN_DIR,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="Rules profile: default (shipped rules) or fast (`for` > 30 s capped at 10 s)."
+        ),
+    ] = "default",
+    redis_per_layer: Annotated[
+        bool,
+        typer.Option("--redis-per-layer", help="One redis-server per layer instead of one shared."),
+    ] = False,
+    replicas: Annotated[int, typer.Option(help="Engine replicas (HA).")] = 2,
+    workload: Annotated[float, typer.Option(help="Generated signals per second (0: none).")] = 10.0,
+    detach: Annotated[bool, typer.Option("--detach", help="Run in the background.")] = False,
+) -> None:
+    """Start Redis, exporters, engine replicas, the responder, Prometheus and Alertmanager."""
+    from tradeguard.stack.commands import up as stack_up
+    from tradeguard.stack.render import PROFILES
+
+    if profile not in PROFILES or replicas < 1 or workload < 0:
+        raise _fail(f"--profile must be one of {PROFILES}, --replicas >= 1, --workload >= 0")
+    try:
+        code = stack_up(console, run_dir, profile, not redis_per_layer, replicas, workload, detach)
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def down(run_dir: RunDirOpt = DEFAULT_RUN_DIR) -> None:
+    """Stop a stack started with `tradeguard up --detach`."""
+    from tradeguard.stack.commands import down as stack_down
+
+    try:
+        raise typer.Exit(stack_down(console, run_dir))
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def status(run_dir: RunDirOpt = DEFAULT_RUN_DIR) -> None:
+    """What runs, which targets are up and what is firing (exit 1 if anything is down)."""
+    from tradeguard.stack.commands import status as stack_status
+
+    raise typer.Exit(stack_status(console, run_dir))
+
+
+@app.command()
+def check(
+    run_dir: RunDirOpt = DEFAULT_RUN_DIR,
+    prometheus_url: Annotated[
+        str | None, typer.Option(help="Prometheus to check (default: the running stack's).")
+    ] = None,
+) -> None:
+    """Verify that Prometheus loaded every rule file with no rule in error and every target
+    is up."""
+    from tradeguard.stack.commands import check as stack_check
+    from tradeguard.stack.commands import running_layout
+
+    url = prometheus_url
+    if url is None:
+        layout = running_layout(run_dir)
+        if layout is None:
+            raise _fail(f"no running stack in {run_dir}; pass --prometheus-url")
+        url = layout.prometheus_url
+    try:
+        raise typer.Exit(stack_check(console, url))
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+
+
+@alerts_app.command("test")
+def alerts_test(
+    run_dir: RunDirOpt = DEFAULT_RUN_DIR,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each notice.")] = 30.0,
+) -> None:
+    """Post a test alert through Alertmanager's API and wait until the responder has it,
+    then resolve it and wait for the resolved notice (seed 003's end-to-end check)."""
+    from tradeguard.stack.commands import alerts_test as run_alerts_test
+    from tradeguard.stack.commands import running_layout
+
+    layout = running_layout(run_dir)
+    if layout is None:
+        raise _fail(f"no running stack in {run_dir}; start one with `tradeguard up`")
+    try:
+        raise typer.Exit(run_alerts_test(console, layout, timeout))
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+
+
+@chaos_app.command("list")
+def chaos_list() -> None:
+    """The fault scenarios, the alert each must raise, and how it is undone."""
+    from rich.table import Table
+
+    from tradeguard.chaos.scenarios import SCENARIOS
+
+    table = Table("scenario", "expected alert", "fault and undo")
+    for s in SCENARIOS.values():
+        table.add_row(
+            s.name, s.alert, s.description + (" (fast profile)" if s.needs_for_profile else "")
+        )
+    console.print(table)
+
+
+@chaos_app.command("run")
+def chaos_run(
+    name: Annotated[str, typer.Argument(help="Scenario name (see `tradeguard chaos list`).")],
+    run_dir: RunDirOpt = Path("run/chaos"),
+    resolve_cap: Annotated[float, typer.Option(help="Longest wait for resolution, s.")] = 180.0,
+) -> None:
+    """Bring up a stack, inject one scenario, wait for its alert and its resolution."""
+    from tradeguard.chaos.tour import run_tour
+
+    try:
+        raise typer.Exit(run_tour(console, run_dir, [name], 20.0, resolve_cap))
+    except (TradeguardError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def coordinator(
+    replica_id: Annotated[str, typer.Option(help="Unique id of this replica.")],
+    ledger_url: LedgerOpt = "sqlite:///run/ledger.sqlite",
+    config: ConfigOpt = None,
+    redis_url: RedisOpt = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Port of /metrics (0: any).")] = None,
+    ttl: Annotated[float, typer.Option(help="Lease TTL, seconds.")] = 5.0,
+    renew_interval: Annotated[float, typer.Option(help="Seconds between renewals.")] = 1.0,
+    renew_deadline: Annotated[
+        float, typer.Option(help="Stop new work when the last renewal is older than this.")
+    ] = 3.0,
+    broker_latency: Annotated[float, typer.Option(help="Paper broker latency, seconds.")] = 0.002,
+    broker_book: Annotated[
+        Path | None, typer.Option(help="SQLite order book shared by replicas on one host.")
+    ] = None,
+    no_persist: Annotated[bool, typer.Option("--no-persist", help="Skip DuckDB.")] = False,
+) -> None:
+    """Run one HA replica (engine included) until SIGINT/SIGTERM; it executes only as leader."""
+    from tradeguard.engine.paper import BrokerKnobs
+    from tradeguard.engine.service import EngineOptions
+    from tradeguard.ha.coordinator import HAConfig
+    from tradeguard.ha.service import CoordinatorService
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        settings = _settings(config, redis_url)
+        ha = HAConfig(
+            replica_id, ttl=ttl, renew_interval=renew_interval, renew_deadline=renew_deadline
+        )
+        options = EngineOptions(
+            knobs=BrokerKnobs(latency=broker_latency),
+            broker_book=broker_book,
+            persist=not no_persist,
+            metrics_port=metrics_port,
+        )
+        if not no_persist:
+            settings = settings.model_copy(
+                update={"duckdb_path": settings.duckdb_path.with_name(f"{replica_id}.duckdb")}
+            )
+        stop = _wait_for_signal()
+        svc = CoordinatorService(settings, ha, ledger_url, options).start()
+    except (TradeguardError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    status = svc.status()
+    console.print(
+        f"replica {replica_id} running (recovery {status['recovery']}); "
+        f"metrics at {svc.metrics_url}"
+    )
+    stop.wait()
+    svc.stop()
+    console.print(f"replica {replica_id} stopped")
+
+
+@ha_app.command("status")
+def ha_status(
+    ledger_url: LedgerOpt = "sqlite:///run/ledger.sqlite",
+    config: ConfigOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Leader, epoch, each replica's heartbeat age, mode, and whether Redis and DB disagree."""
+    from rich.table import Table
+
+    from tradeguard.bus.connection import make_client
+    from tradeguard.config import Layer
+    from tradeguard.ha.ledger import open_ledger
+    from tradeguard.ha.status import read_status
+
+    try:
+        settings = _settings(config, redis_url)
+        ledger = open_ledger(ledger_url)
+        client = make_client(settings.layer_url(Layer.INSTANCE_STATE), socket_timeout=0.5)
+        st = read_status(ledger, client, f"{settings.key_prefix}leader")
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+    lead = st.leadership
+    console.print(
+        f"leader (ledger): [bold]{st.db_leader or 'none'}[/]  epoch {lead.epoch}  "
+        f"lease {max(0.0, lead.remaining()):.1f}s left"
+    )
+    console.print(
+        f"leader (Redis):  {st.redis_holder or 'none'}"
+        + ("" if st.redis_reachable else "  [yellow](Redis unreachable)[/]")
+    )
+    console.print(
+        f"mode: {st.mode}   split-brain: " + ("[red]yes[/]" if st.split_brain else "[green]no[/]")
+    )
+    table = Table("replica", "role", "epoch", "heartbeat age", "mode")
+    for beat in st.replicas:
+        table.add_row(
+            beat.replica,
+            "leader" if beat.is_leader else "follower",
+            str(beat.epoch),
+            f"{beat.age_seconds:.1f}s",
+            beat.mode,
+        )
+    console.print(table)
+
+
+@rules_app.command("check")
+def rules_check(
+    repo: Annotated[Path | None, typer.Option(help="Repository root (default: found).")] = None,
+) -> None:
+    """Run promtool/amtool checks and the rule consistency checks, with a readable report."""
+    from tradeguard.rulecheck.report import main as rulecheck_main
+
+    raise typer.Exit(rulecheck_main(repo))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

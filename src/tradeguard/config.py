@@ -1,0 +1,104 @@
+"""One settings object for every tradeguard process.
+
+Values come, in order of precedence, from keyword arguments, ``TRADEGUARD_*`` environment
+variables, an optional TOML file (``TRADEGUARD_CONFIG`` or ``--config``) and the defaults below.
+Each Redis layer (RTS, RIS, RTSS, RTRS) may live on its own server: its URL falls back to the
+shared ``redis_url`` so a one-machine set-up needs a single setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tradeguard.errors import ConfigError
+
+
+class Layer(StrEnum):
+    """The four Redis layers of the seeds; their values are the ``layer`` metric label."""
+
+    TRADE_STATE = "trade_state"  # RTS
+    INSTANCE_STATE = "instance_state"  # RIS
+    SIGNAL_STREAM = "signal_stream"  # RTSS
+    RESULT_STREAM = "result_stream"  # RTRS
+
+
+def _check_redis_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of tradeguard, validated once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADEGUARD_", extra="forbid")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    trade_state_redis_url: str | None = None
+    instance_state_redis_url: str | None = None
+    signal_stream_redis_url: str | None = None
+    result_stream_redis_url: str | None = None
+    key_prefix: str = Field(default="tg:", min_length=1, max_length=32)
+
+    signal_ttl_seconds: float = Field(default=30.0, gt=0)
+    signal_max_bytes: int = Field(default=4096, ge=256)
+    results_maxlen: int = Field(default=10_000, ge=100)
+    reclaim_idle_seconds: float = Field(default=10.0, gt=0)
+    consumer_group: str = Field(default="engine", min_length=1)
+
+    duckdb_path: Path = Path("run/tradeguard.duckdb")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+
+    _check_urls = field_validator(
+        "redis_url",
+        "trade_state_redis_url",
+        "instance_state_redis_url",
+        "signal_stream_redis_url",
+        "result_stream_redis_url",
+    )(_check_redis_url)
+
+    def layer_url(self, layer: Layer) -> str:
+        """The Redis URL serving ``layer``: its own setting, else the shared default."""
+        own: str | None = getattr(self, f"{layer.value}_redis_url")
+        return own or self.redis_url
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings, turning every validation problem into one readable ConfigError.
+
+    The TOML file is optional; its keys are the field names above (without the prefix). The
+    environment wins over the file, and explicit ``overrides`` win over both.
+    """
+    path = config_file or os.environ.get("TRADEGUARD_CONFIG")
+    file_values: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        try:
+            file_values = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    env_keys = {
+        name for name in Settings.model_fields if f"TRADEGUARD_{name.upper()}" in os.environ
+    }
+    merged = {k: v for k, v in file_values.items() if k not in env_keys}
+    merged.update(overrides)
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None

@@ -1,0 +1,163 @@
+"""An engine process: the loop, the result persister and the /metrics endpoint, wired from
+settings, started and stopped together.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis import Redis
+
+from tradeguard.bus.connection import layer_clients
+from tradeguard.bus.keys import Keys
+from tradeguard.bus.results import ResultStream
+from tradeguard.bus.signal_stream import SignalStream
+from tradeguard.bus.trade_state import TradeState
+from tradeguard.config import Layer, Settings
+from tradeguard.engine.broker import Broker
+from tradeguard.engine.control import ControlledFence, ControlPoller
+from tradeguard.engine.fencing import Fence, LocalFence
+from tradeguard.engine.loop import Engine, EngineConfig
+from tradeguard.engine.paper import BrokerKnobs, PaperBroker, SQLiteBook
+from tradeguard.metrics.catalog import Metrics
+from tradeguard.metrics.collectors import DuckDBCollector, StreamCollector
+from tradeguard.metrics.http import MetricsServer
+from tradeguard.metrics.process import process_registry
+from tradeguard.store.duck import DuckStore
+from tradeguard.store.persister import GROUP as STORE_GROUP
+from tradeguard.store.persister import ResultPersister
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineOptions:
+    consumer: str = "engine-1"
+    seed: int = 0
+    knobs: BrokerKnobs = field(default_factory=BrokerKnobs)
+    broker_book: Path | None = None  # SQLite file shared by replicas on one host
+    persist: bool = True
+    metrics_port: int | None = None  # None: from settings; 0: any free port
+
+
+class EngineService:
+    """Everything one engine replica runs, with one start and one stop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: EngineOptions | None = None,
+        broker: Broker | None = None,
+        fence: Fence | None = None,
+        metrics: Metrics | None = None,
+        active: Callable[[], bool] | None = None,
+    ) -> None:
+        """``metrics`` shares a metric set (and its registry) with another part of the process
+        (the HA coordinator); ``active`` gates the DuckDB persister (only the leader writes)."""
+        self.settings = settings
+        self.options = options or EngineOptions()
+        self.metrics = metrics or Metrics(process_registry())
+        self.registry = self.metrics.registry
+        self.keys = Keys(settings.key_prefix)
+        self.clients: dict[Layer, Redis] = layer_clients(settings)
+        self.signals = SignalStream(
+            self.clients[Layer.SIGNAL_STREAM],
+            self.keys,
+            settings.consumer_group,
+            settings.signal_max_bytes,
+            self.metrics,
+        )
+        self.results = ResultStream(
+            self.clients[Layer.RESULT_STREAM], self.keys, settings.results_maxlen, self.metrics
+        )
+        self.state = TradeState(self.clients[Layer.TRADE_STATE], self.keys, self.metrics)
+        book = SQLiteBook(self.options.broker_book) if self.options.broker_book else None
+        self.broker = broker or PaperBroker(self.options.knobs, self.options.seed, book)
+        knobs = self.broker.knobs if isinstance(self.broker, PaperBroker) else None
+        self.control = ControlPoller(self.clients[Layer.SIGNAL_STREAM], self.keys, knobs)
+        self.fence = ControlledFence(
+            fence or LocalFence(self.clients[Layer.SIGNAL_STREAM], self.keys), self.control
+        )
+        self.engine = Engine(
+            EngineConfig(
+                consumer=self.options.consumer,
+                signal_ttl=settings.signal_ttl_seconds,
+                reclaim_idle=settings.reclaim_idle_seconds,
+            ),
+            self.signals,
+            self.results,
+            self.state,
+            self.broker,
+            self.fence,
+            self.metrics,
+        )
+        self.store: DuckStore | None = None
+        self.persister: ResultPersister | None = None
+        if self.options.persist:
+            self.store = DuckStore(settings.duckdb_path, self.metrics)
+            self.persister = ResultPersister(
+                self.results,
+                self.store,
+                self.state,
+                self.metrics,
+                consumer=f"{self.options.consumer}-store",
+                active=active,
+            )
+            self.registry.register(DuckDBCollector(self.store))
+        sig, res = self.clients[Layer.SIGNAL_STREAM], self.clients[Layer.RESULT_STREAM]
+        results_group = STORE_GROUP if self.options.persist else None
+        self.registry.register(
+            StreamCollector(
+                [
+                    (sig, "signals", self.keys.signals, settings.consumer_group),
+                    (sig, "signals_dead", self.keys.signals_dead, None),
+                    (res, "results", self.keys.results, results_group),
+                ]
+            )
+        )
+        port = (
+            settings.metrics_port
+            if self.options.metrics_port is None
+            else self.options.metrics_port
+        )
+        self.http = MetricsServer(self.registry, settings.metrics_host, port)
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def metrics_url(self) -> str:
+        return self.http.url
+
+    def start(self) -> EngineService:
+        self.http.start()
+        self._spawn("control", self.control.run)
+        self._spawn("engine", self.engine.run)
+        if self.persister is not None:
+            self._spawn("persister", self.persister.run)
+        log.info("engine %s started; metrics at %s", self.options.consumer, self.metrics_url)
+        return self
+
+    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self.http.stop()
+        if self.store is not None:
+            self.store.close()
+        for client in self.clients.values():
+            client.close()
+
+    def __enter__(self) -> EngineService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

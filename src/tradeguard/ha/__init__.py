@@ -1,0 +1,1 @@
+"""High availability: a fenced leader among engine replicas (SQL ledger + Redis lease)."""

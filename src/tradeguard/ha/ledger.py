@@ -1,0 +1,438 @@
+"""The SQL ledger: the authority on who leads, and the fence every leader-only action passes.
+
+One ``leadership`` row holds (epoch, holder, token, lease_until) on the database's own clock.
+Taking the lead is a compare-and-swap that bumps the epoch and succeeds only if the caller saw
+the current epoch and the old lease expired (or is its own). Every leader-only side effect
+runs in one transaction that locks that row (PostgreSQL ``FOR SHARE``, SQLite ``BEGIN
+IMMEDIATE``), aborts when the epoch is no longer the caller's, and records the action under
+``UNIQUE(signal_id)``: a replica that was paused through a failover finds its writes refused
+(Kleppmann's fencing token, with the database as the storage that checks it).
+
+SQLite is the embedded default and is only valid for replicas on one host (one file);
+PostgreSQL serves replicas on several hosts.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tradeguard.engine.fencing import FenceLost, Intent
+from tradeguard.errors import TradeguardError
+from tradeguard.ha.records import Leadership, Position, ReplicaBeat
+
+
+class LedgerUnavailable(TradeguardError):
+    """The ledger database cannot be reached or did not answer in time."""
+
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS leadership (
+        id INTEGER PRIMARY KEY, epoch BIGINT NOT NULL, holder TEXT, token TEXT,
+        lease_until DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS actions (
+        signal_id TEXT PRIMARY KEY, epoch BIGINT NOT NULL, holder TEXT NOT NULL,
+        state TEXT NOT NULL, status TEXT, created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS heartbeats (
+        replica TEXT PRIMARY KEY, beat_at DOUBLE PRECISION NOT NULL, is_leader INTEGER NOT NULL,
+        epoch BIGINT NOT NULL, mode TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS positions (
+        account TEXT NOT NULL, symbol TEXT NOT NULL, volume DOUBLE PRECISION,
+        avg_price DOUBLE PRECISION, leverage DOUBLE PRECISION, risk DOUBLE PRECISION,
+        margin DOUBLE PRECISION, updated_at DOUBLE PRECISION, PRIMARY KEY (account, symbol))""",
+]
+
+RISK_FACTOR = 0.01  # risk = |volume| * price * RISK_FACTOR; margin = |volume| * price / leverage
+
+
+def expected_risk_margin(volume: float, price: float, leverage: float) -> tuple[float, float]:
+    notional = abs(volume) * price
+    return notional * RISK_FACTOR, notional / leverage
+
+
+class Ledger(ABC):
+    """Dialect-independent ledger operations over a DB-API connection per thread."""
+
+    placeholder = "?"
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    # ---- dialect hooks --------------------------------------------------------------------
+    @abstractmethod
+    def _connect(self) -> Any: ...
+
+    @abstractmethod
+    def _now_sql(self) -> str:
+        """SQL expression for the database's clock in unix seconds."""
+
+    @abstractmethod
+    @contextmanager
+    def _write_tx(self, lock_leadership: bool) -> Iterator[Any]:
+        """A write transaction; with ``lock_leadership`` the leadership row is share-locked."""
+
+    @abstractmethod
+    def _errors(self) -> tuple[type[Exception], ...]:
+        """Exceptions meaning the database is unreachable or failed."""
+
+    # ---- plumbing -------------------------------------------------------------------------
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = self._connect()
+            except self._errors() as exc:
+                raise LedgerUnavailable(f"ledger unreachable: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # closing a broken connection may fail again; it is gone anyway
+                pass
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Translate database failures into LedgerUnavailable and reset the connection."""
+        try:
+            yield
+        except FenceLost:
+            raise
+        except self._errors() as exc:
+            self._drop_conn()
+            raise LedgerUnavailable(f"ledger error: {exc}") from exc
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self.placeholder).replace("NOW()", self._now_sql())
+
+    def _exec(self, cur: Any, text: str, params: tuple[Any, ...] = ()) -> Any:
+        cur.execute(self._sql(text), params)
+        return cur
+
+    def setup(self) -> None:
+        """Create the tables and the leadership row (epoch 0, nobody) if missing."""
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            for statement in SCHEMA:
+                cur.execute(statement)
+            self._exec(
+                cur,
+                "INSERT INTO leadership (id, epoch, holder, token, lease_until) "
+                "VALUES (1, 0, NULL, NULL, 0) ON CONFLICT (id) DO NOTHING",
+            )
+
+    # ---- leadership ----------------------------------------------------------------------
+    def read(self) -> Leadership:
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            row = self._exec(
+                cur, "SELECT epoch, holder, token, lease_until, NOW() FROM leadership WHERE id = 1"
+            ).fetchone()
+        if row is None:
+            raise LedgerUnavailable("ledger has no leadership row; run setup()")
+        return Leadership(int(row[0]), row[1], row[2], float(row[3]), float(row[4]))
+
+    def try_acquire(self, replica: str, token: str, seen_epoch: int, ttl: float) -> int | None:
+        """Take the lead with a new epoch; return it, or None if someone else holds it.
+
+        Succeeds only if ``seen_epoch`` is still current and the lease expired or is ours:
+        exactly one row changes, or none.
+        """
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            changed = self._exec(
+                cur,
+                "UPDATE leadership SET epoch = epoch + 1, holder = ?, token = ?, "
+                "lease_until = NOW() + ? WHERE id = 1 AND epoch = ? "
+                "AND (lease_until <= NOW() OR holder = ?)",
+                (replica, token, ttl, seen_epoch, replica),
+            ).rowcount
+        return seen_epoch + 1 if changed == 1 else None
+
+    def renew(self, replica: str, token: str, epoch: int, ttl: float) -> bool:
+        """Extend our lease; False when the epoch or token is no longer ours."""
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            changed = self._exec(
+                cur,
+                "UPDATE leadership SET lease_until = NOW() + ? "
+                "WHERE id = 1 AND epoch = ? AND holder = ? AND token = ?",
+                (ttl, epoch, replica, token),
+            ).rowcount
+        return bool(changed == 1)
+
+    def release(self, replica: str, token: str, epoch: int) -> bool:
+        """End our lease now (graceful switchover); the epoch stays for the next taker."""
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            changed = self._exec(
+                cur,
+                "UPDATE leadership SET lease_until = NOW() "
+                "WHERE id = 1 AND epoch = ? AND holder = ? AND token = ?",
+                (epoch, replica, token),
+            ).rowcount
+        return bool(changed == 1)
+
+    def heartbeat(self, replica: str, is_leader: bool, epoch: int, mode: str) -> None:
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            self._exec(
+                cur,
+                "INSERT INTO heartbeats (replica, beat_at, is_leader, epoch, mode) "
+                "VALUES (?, NOW(), ?, ?, ?) ON CONFLICT (replica) DO UPDATE SET "
+                "beat_at = excluded.beat_at, is_leader = excluded.is_leader, "
+                "epoch = excluded.epoch, mode = excluded.mode",
+                (replica, 1 if is_leader else 0, epoch, mode),
+            )
+
+    def replicas(self) -> list[ReplicaBeat]:
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            rows = self._exec(
+                cur,
+                "SELECT replica, NOW() - beat_at, is_leader, epoch, mode "
+                "FROM heartbeats ORDER BY replica",
+            ).fetchall()
+        return [ReplicaBeat(r[0], float(r[1]), bool(r[2]), int(r[3]), r[4]) for r in rows]
+
+    # ---- fenced actions --------------------------------------------------------------------
+    def _check_epoch(self, cur: Any, replica: str, epoch: int) -> None:
+        row = self._exec(
+            cur, "SELECT epoch, holder, lease_until > NOW() FROM leadership WHERE id = 1"
+        ).fetchone()
+        if row is None or int(row[0]) != epoch or row[1] != replica or not row[2]:
+            current = None if row is None else int(row[0])
+            raise FenceLost(
+                f"epoch {epoch} of {replica} is not current (ledger: {current}, "
+                f"holder {None if row is None else row[1]}, lease valid "
+                f"{None if row is None else bool(row[2])})"
+            )
+
+    def begin_action(self, signal_id: str, replica: str, epoch: int) -> Intent:
+        """Record the intent to execute ``signal_id`` under our epoch (FenceLost if stale)."""
+        with self._guard(), self._write_tx(lock_leadership=True) as cur:
+            self._check_epoch(cur, replica, epoch)
+            inserted = self._exec(
+                cur,
+                "INSERT INTO actions (signal_id, epoch, holder, state, status, created_at, "
+                "updated_at) VALUES (?, ?, ?, 'intent', NULL, NOW(), NOW()) "
+                "ON CONFLICT (signal_id) DO NOTHING",
+                (signal_id, epoch, replica),
+            ).rowcount
+            if inserted == 1:
+                return Intent.NEW
+            row = self._exec(
+                cur, "SELECT state FROM actions WHERE signal_id = ?", (signal_id,)
+            ).fetchone()
+            if row is not None and row[0] == "done":
+                return Intent.DONE
+            self._exec(
+                cur,
+                "UPDATE actions SET epoch = ?, holder = ?, updated_at = NOW() WHERE signal_id = ?",
+                (epoch, replica, signal_id),
+            )
+            return Intent.PENDING
+
+    def complete_action(
+        self,
+        signal_id: str,
+        replica: str,
+        epoch: int,
+        status: str,
+        fill: tuple[str, str, float, float] | None = None,
+        leverage: float = 1.0,
+    ) -> None:
+        """Mark ``signal_id`` done and apply its fill to the position, in one fenced write.
+
+        ``fill`` is (account, symbol, signed volume, price).
+        """
+        with self._guard(), self._write_tx(lock_leadership=True) as cur:
+            self._check_epoch(cur, replica, epoch)
+            self._exec(
+                cur,
+                "UPDATE actions SET state = 'done', status = ?, updated_at = NOW() "
+                "WHERE signal_id = ?",
+                (status, signal_id),
+            )
+            if fill is not None:
+                self._apply_fill(cur, *fill, leverage=leverage)
+
+    def _apply_fill(
+        self,
+        cur: Any,
+        account: str,
+        symbol: str,
+        signed_volume: float,
+        price: float,
+        leverage: float,
+    ) -> None:
+        row = self._exec(
+            cur,
+            "SELECT volume, avg_price FROM positions WHERE account = ? AND symbol = ?",
+            (account, symbol),
+        ).fetchone()
+        old_volume, old_price = (float(row[0]), float(row[1])) if row else (0.0, 0.0)
+        volume = old_volume + signed_volume
+        if abs(volume) < 1e-12:
+            self._exec(
+                cur, "DELETE FROM positions WHERE account = ? AND symbol = ?", (account, symbol)
+            )
+            return
+        same_side = old_volume == 0 or (old_volume > 0) == (signed_volume > 0)
+        avg = (
+            (
+                (abs(old_volume) * old_price + abs(signed_volume) * price)
+                / (abs(old_volume) + abs(signed_volume))
+            )
+            if same_side
+            else old_price
+        )
+        if (old_volume > 0) != (volume > 0) and old_volume != 0:
+            avg = price  # the position flipped side: the remainder opened at this price
+        risk, margin = expected_risk_margin(volume, avg, leverage)
+        self._exec(
+            cur,
+            "INSERT INTO positions (account, symbol, volume, avg_price, leverage, risk, margin, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, NOW()) ON CONFLICT (account, symbol) DO "
+            "UPDATE SET volume = excluded.volume, avg_price = excluded.avg_price, "
+            "leverage = excluded.leverage, risk = excluded.risk, margin = excluded.margin, "
+            "updated_at = excluded.updated_at",
+            (account, symbol, volume, avg, leverage, risk, margin),
+        )
+
+    # ---- reads for recovery, status and tests ----------------------------------------------
+    def positions(self) -> list[tuple[Any, ...]]:
+        """Raw position rows (account, symbol, volume, avg_price, leverage, risk, margin)."""
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            return list(
+                self._exec(
+                    cur,
+                    "SELECT account, symbol, volume, avg_price, leverage, risk, margin "
+                    "FROM positions ORDER BY account, symbol",
+                ).fetchall()
+            )
+
+    def actions(self) -> dict[str, tuple[str, str | None, int]]:
+        """signal id -> (state, status, epoch) for every recorded action."""
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            rows = self._exec(cur, "SELECT signal_id, state, status, epoch FROM actions")
+            return {r[0]: (r[1], r[2], int(r[3])) for r in rows.fetchall()}
+
+    def execute_raw(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """Run one statement (tests use it to corrupt rows on purpose)."""
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            self._exec(cur, sql, params)
+
+    def close(self) -> None:
+        self._drop_conn()
+
+
+class SQLiteLedger(Ledger):
+    """Ledger in one SQLite file (WAL): replicas on the same host only."""
+
+    def __init__(self, path: Path | str, timeout: float = 2.0) -> None:
+        super().__init__()
+        self.path = str(path)
+        self.timeout = timeout
+
+    def _connect(self) -> Any:
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=True
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def _now_sql(self) -> str:
+        return "((julianday('now') - 2440587.5) * 86400.0)"
+
+    @contextmanager
+    def _write_tx(self, lock_leadership: bool) -> Iterator[Any]:
+        # BEGIN IMMEDIATE takes the database write lock up front: for SQLite that is the lock
+        # on the leadership row, since no other writer can change it until we commit.
+        conn = self._conn()
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        return (sqlite3.OperationalError, sqlite3.DatabaseError)
+
+
+class PostgresLedger(Ledger):
+    """Ledger in PostgreSQL (psycopg 3), for replicas on several hosts."""
+
+    placeholder = "%s"
+
+    def __init__(self, url: str, timeout: float = 2.0) -> None:
+        super().__init__()
+        self.url = url
+        self.timeout = timeout
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        ms = int(self.timeout * 1000)
+        conn = psycopg.connect(
+            self.url,
+            connect_timeout=max(1, math.ceil(self.timeout)),
+            autocommit=False,
+            # idle_in_transaction_session_timeout: a replica cut off (or frozen) between two
+            # statements of a fenced write leaves its session holding the leadership row's
+            # lock; without it the server keeps that lock until its TCP keepalive gives up
+            # (hours), and no renewal or takeover can pass it. Our transactions never wait
+            # between statements, so a silence this long means the client is gone.
+            options=f"-c statement_timeout={ms} -c lock_timeout={ms} "
+            f"-c idle_in_transaction_session_timeout={ms}",
+            keepalives=1,
+            keepalives_idle=1,
+            keepalives_interval=1,
+            keepalives_count=2,
+        )
+        return conn
+
+    def _now_sql(self) -> str:
+        return "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+
+    @contextmanager
+    def _write_tx(self, lock_leadership: bool) -> Iterator[Any]:
+        conn = self._conn()
+        with conn.transaction(), conn.cursor() as cur:
+            if lock_leadership:
+                cur.execute("SELECT epoch FROM leadership WHERE id = 1 FOR SHARE")
+            yield cur
+
+    def _errors(self) -> tuple[type[Exception], ...]:
+        import psycopg
+
+        return (psycopg.Error,)
+
+
+def open_ledger(url: str, timeout: float = 2.0) -> Ledger:
+    """``sqlite:///path/to/file`` or ``postgresql://...``."""
+    if url.startswith("sqlite:///"):
+        return SQLiteLedger(url.removeprefix("sqlite:///") or "ledger.sqlite", timeout)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresLedger(url, timeout)
+    raise TradeguardError(f"ledger URL must start with sqlite:/// or postgresql://, got {url!r}")
+
+
+def position_from_row(row: tuple[Any, ...]) -> Position:
+    return Position(
+        str(row[0]),
+        str(row[1]),
+        float(row[2]),
+        float(row[3]),
+        float(row[4]),
+        float(row[5]),
+        float(row[6]),
+    )

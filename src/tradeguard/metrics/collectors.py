@@ -1,0 +1,163 @@
+"""Scrape-time collectors: figures that are cheaper to read when asked than to track.
+
+Stream length, pending count, undelivered lag and the age of the oldest pending entry come
+from one pipelined round trip per scrape (XLEN, XINFO GROUPS, XPENDING summary). Redis' own
+health stays with redis_exporter; these are the figures only tradeguard can label by stream.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis import Redis
+from redis.exceptions import RedisError
+
+from tradeguard.bus.signal_stream import entry_ms
+from tradeguard.store.duck import DuckStore
+
+StreamSource = tuple[Redis, str, str, str | None]  # client, stream label, key, consumer group
+
+
+class StreamCollector(Collector):
+    """Gauges for each (client, stream label, key, consumer group) source.
+
+    The streams may live on different Redis servers (one per layer); one collector serves all
+    of them because a registry accepts each metric family once.
+    """
+
+    def __init__(self, sources: Iterable[StreamSource]) -> None:
+        self.sources = list(sources)
+        self.errors = 0
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                "tradeguard_stream_length", "Entries in the stream.", labels=["stream"]
+            ),
+            GaugeMetricFamily(
+                "tradeguard_stream_pending",
+                "Entries delivered to a consumer but not yet acknowledged.",
+                labels=["stream"],
+            ),
+            GaugeMetricFamily(
+                "tradeguard_stream_lag",
+                "Entries not yet delivered to the consumer group.",
+                labels=["stream"],
+            ),
+            GaugeMetricFamily(
+                "tradeguard_stream_oldest_pending_age_seconds",
+                "Age of the oldest unacknowledged entry (0 when none).",
+                labels=["stream"],
+            ),
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        length, pending, lag, age = self._families()
+        errors = CounterMetricFamily(
+            "tradeguard_stream_collect_errors", "Scrapes that could not read stream figures."
+        )
+        now_ms = time.time() * 1000
+        for redis, label, key, group in self.sources:
+            try:
+                pipe = redis.pipeline(transaction=False)
+                pipe.xlen(key)
+                if group:
+                    pipe.xinfo_groups(key)
+                    pipe.xpending(key, group)
+                replies = pipe.execute(raise_on_error=False)
+            except RedisError:
+                self.errors += 1
+                continue
+            if isinstance(replies[0], Exception):
+                self.errors += 1
+                continue
+            length.add_metric([label], float(replies[0]))
+            if not group:
+                continue
+            groups, summary = replies[1], replies[2]
+            if isinstance(groups, Exception) or isinstance(summary, Exception):
+                # No group yet (stream never consumed): everything is undelivered.
+                pending.add_metric([label], 0.0)
+                lag.add_metric([label], float(replies[0]))
+                age.add_metric([label], 0.0)
+                continue
+            info = next((g for g in groups if _name(g.get("name")) == group), None)
+            pending.add_metric([label], float(summary.get("pending", 0)))
+            lag_value = info.get("lag") if info else None
+            lag.add_metric([label], float(lag_value if lag_value is not None else replies[0]))
+            oldest = entry_ms(summary.get("min"))
+            age.add_metric([label], max(0.0, (now_ms - oldest) / 1000) if oldest else 0.0)
+        errors.add_metric([], float(self.errors))
+        yield from (length, pending, lag, age, errors)
+
+
+def _name(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class DuckDBCollector(Collector):
+    """File size, free disk space on its volume, and DuckDB's own memory figures."""
+
+    def __init__(self, store: DuckStore) -> None:
+        self.store = store
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                "tradeguard_duckdb_file_size_bytes",
+                "Size of the DuckDB file and its write-ahead log.",
+            ),
+            GaugeMetricFamily(
+                "tradeguard_duckdb_disk_free_bytes",
+                "Free space on the filesystem holding the DuckDB file.",
+            ),
+            GaugeMetricFamily(
+                "tradeguard_duckdb_memory_usage_bytes", "Memory DuckDB reports in use."
+            ),
+            GaugeMetricFamily(
+                "tradeguard_duckdb_memory_limit_bytes", "DuckDB's configured memory limit."
+            ),
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        size, free, used, limit = self._families()
+        path = self.store.path
+        total = sum(p.stat().st_size for p in (path, Path(f"{path}.wal")) if p.exists())
+        size.add_metric([], float(total))
+        free.add_metric([], float(disk_free_bytes(path)))
+        mem_used, mem_limit = self.store.memory()
+        used.add_metric([], mem_used)
+        limit.add_metric([], mem_limit)
+        yield from (size, free, used, limit)
+
+
+# Tests and the duckdb-disk-low scenario lower the apparent free space instead of filling a disk.
+DISK_FREE_OVERRIDE_ENV = "TRADEGUARD_DUCKDB_DISK_FREE_OVERRIDE_BYTES"
+
+
+def disk_free_bytes(path: Path) -> int:
+    """Free bytes on ``path``'s filesystem, unless an override file/env says otherwise."""
+    import os
+
+    override = os.environ.get(DISK_FREE_OVERRIDE_ENV)
+    marker = path.parent / "disk-free-override"
+    if marker.exists():
+        override = marker.read_text().strip() or override
+    if override:
+        try:
+            return int(float(override))
+        except ValueError:
+            pass
+    return shutil.disk_usage(path.parent).free

@@ -1,0 +1,262 @@
+"""Factories for the real components tradeguard runs against, each on a loopback port.
+
+Each returns an unstarted :class:`ManagedProcess` whose health check is the component's own
+readiness signal (a PING, ``/-/ready``, a scrape). Ports default to free ones.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import httpx
+
+from tradeguard.errors import ServiceError
+from tradeguard.process.managed import ManagedProcess
+from tradeguard.process.ports import free_port, port_open
+
+LOOPBACK = "127.0.0.1"
+
+
+def require_binary(name: str) -> str:
+    """Absolute path of ``name`` on PATH, or a ServiceError telling how to get it."""
+    path = shutil.which(name)
+    if path is None:
+        raise ServiceError(f"{name} is not installed; run `make setup` (it installs it)")
+    return path
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Endpoint:
+    """Where a started component listens."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class RedisServer(ManagedProcess):
+    """A throwaway redis-server: no persistence, its own directory, a known port."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        name: str = "redis",
+        durable: bool = False,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        """``durable`` turns on the append-only file with fsync on every write, so a restart
+        keeps every acknowledged entry (what the signal layer needs in production)."""
+        self.port = port or free_port()
+        argv = [
+            require_binary("redis-server"),
+            *("--bind", LOOPBACK, "--port", str(self.port), "--save", ""),
+            *("--appendonly", "yes" if durable else "no", "--appendfsync", "always"),
+            *("--dir", str(workdir), "--daemonize", "no", "--protected-mode", "no"),
+            *(extra_args or []),
+        ]
+        super().__init__(name, argv, workdir, health=self._ping)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def _ping(self) -> bool:
+        import redis
+
+        client = redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
+
+class RedisExporter(ManagedProcess):
+    """prometheus-redis-exporter for one Redis, with stream checks on the given keys."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        redis_url: str,
+        check_streams: list[str] | None = None,
+        port: int | None = None,
+        name: str = "redis_exporter",
+    ) -> None:
+        self.endpoint = Endpoint(LOOPBACK, port or free_port())
+        argv = [
+            require_binary("prometheus-redis-exporter"),
+            "-redis.addr",
+            redis_url,
+            "-web.listen-address",
+            f"{LOOPBACK}:{self.endpoint.port}",
+        ]
+        if check_streams:
+            argv += ["-check-streams", ",".join(check_streams)]
+        super().__init__(name, argv, workdir, health=self._ready)
+
+    def _ready(self) -> bool:
+        return _http_ok(f"{self.endpoint.url}/metrics")
+
+
+class NodeExporter(ManagedProcess):
+    """prometheus-node-exporter on a loopback port."""
+
+    def __init__(self, workdir: Path, port: int | None = None, name: str = "node_exporter") -> None:
+        self.endpoint = Endpoint(LOOPBACK, port or free_port())
+        argv = [
+            require_binary("prometheus-node-exporter"),
+            f"--web.listen-address={LOOPBACK}:{self.endpoint.port}",
+        ]
+        super().__init__(name, argv, workdir, health=self._ready)
+
+    def _ready(self) -> bool:
+        return _http_ok(f"{self.endpoint.url}/metrics")
+
+
+class Prometheus(ManagedProcess):
+    """A Prometheus server with its own TSDB directory and the given configuration file."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        config_file: Path,
+        port: int | None = None,
+        retention_time: str = "30d",
+        retention_size: str = "50GB",
+        name: str = "prometheus",
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.endpoint = Endpoint(LOOPBACK, port or free_port())
+        argv = [
+            require_binary("prometheus"),
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--storage.tsdb.retention.time={retention_time}",
+            f"--storage.tsdb.retention.size={retention_size}",
+            f"--web.listen-address={LOOPBACK}:{self.endpoint.port}",
+            "--web.enable-lifecycle",
+            *(extra_args or []),
+        ]
+        super().__init__(name, argv, workdir, health=self._ready, start_timeout=30)
+
+    def _ready(self) -> bool:
+        return _http_ok(f"{self.endpoint.url}/-/ready")
+
+
+class Alertmanager(ManagedProcess):
+    """prometheus-alertmanager, clustering off, its own storage directory."""
+
+    def __init__(
+        self, workdir: Path, config_file: Path, port: int | None = None, name: str = "alertmanager"
+    ) -> None:
+        self.endpoint = Endpoint(LOOPBACK, port or free_port())
+        argv = [
+            require_binary("prometheus-alertmanager"),
+            f"--config.file={config_file}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{self.endpoint.port}",
+            "--cluster.listen-address=",
+        ]
+        super().__init__(name, argv, workdir, health=self._ready)
+
+    def _ready(self) -> bool:
+        return _http_ok(f"{self.endpoint.url}/-/ready")
+
+
+def postgres_bin(name: str) -> str:
+    """A PostgreSQL server binary: on PATH, else the newest /usr/lib/postgresql/*/bin."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not candidates:
+        raise ServiceError(f"PostgreSQL's {name} is not installed; run `make setup`")
+    return candidates[-1]
+
+
+class PostgresServer(ManagedProcess):
+    """A throwaway PostgreSQL cluster (initdb into its own directory), trust auth on loopback.
+
+    PostgreSQL refuses to run as root; when we are root the cluster lives in a fresh directory
+    owned by the ``postgres`` system user and both initdb and the server run as that user.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, name: str = "postgres") -> None:
+        self.port = port or free_port()
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            workdir = Path(tempfile.mkdtemp(prefix="tradeguard-pg-"))
+            shutil.chown(workdir, user="postgres", group="postgres")
+        self.datadir = workdir / "pgdata"
+        argv = [
+            postgres_bin("postgres"),
+            "-D",
+            str(self.datadir),
+            "-p",
+            str(self.port),
+            "-c",
+            f"listen_addresses={LOOPBACK}",
+            "-c",
+            f"unix_socket_directories={workdir}",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ]
+        super().__init__(
+            name, argv, workdir, health=self._ready, user="postgres" if self._as_root else None
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{LOOPBACK}:{self.port}/postgres"
+
+    def start(self) -> Self:
+        if not (self.datadir / "PG_VERSION").exists():
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            cmd = [
+                postgres_bin("initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ]
+            result = subprocess.run(
+                cmd, capture_output=True, text=True, check=False, user=self.user, cwd=self.workdir
+            )
+            if result.returncode != 0:
+                raise ServiceError(f"initdb failed: {result.stderr.strip()}")
+        super().start()
+        return self
+
+    def _ready(self) -> bool:
+        """Accepting queries, not just the port: PostgreSQL opens it while still starting."""
+        if not port_open(LOOPBACK, self.port):
+            return False
+        import psycopg
+
+        try:
+            with psycopg.connect(self.url, connect_timeout=1) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.Error:
+            return False

@@ -1,0 +1,270 @@
+"""The responder's HTTP surface: the Alertmanager webhook, the history API, health and metrics.
+
+``POST /alertmanager/webhook`` checks, in order and before storing anything: credentials
+(401), content type (415), size by ``Content-Length`` and then by the bytes actually read (413),
+JSON (400) and the version-4 schema (422). Only a payload that passes all of them reaches the
+intake, which stores its events in one transaction, so a rejected delivery leaves no trace in
+history. Every client error is a 4xx with a JSON ``{"error": ...}`` body and a log line; a
+failing history store is a 503, which makes Alertmanager retry the delivery.
+
+Blocking work (SQL, fsync) runs in the thread pool so one slow store does not stall the event
+loop that serves health checks and scrapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tradeguard.metrics.catalog import Metrics
+from tradeguard.metrics.exposition import CONTENT_TYPE, TextRenderer
+from tradeguard.responder.auth import Authenticator
+from tradeguard.responder.channels import Channel
+from tradeguard.responder.dispatch import Notifier
+from tradeguard.responder.history.base import MAX_HISTORY_LIMIT, AlertHistory, HistoryError
+from tradeguard.responder.intake import Intake
+from tradeguard.responder.payload import PayloadJSONError, PayloadValidationError, parse_payload
+from tradeguard.responder.settings import ResponderSettings
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/alertmanager/webhook"
+DEFAULT_HISTORY_LIMIT = 50
+# Past the size limit the rest of the body is read and discarded (up to this many times the
+# limit) before answering 413: closing a socket with unread data makes the kernel send a reset,
+# and the sender would see "connection reset" instead of the 413 that explains the problem.
+# Only authenticated senders get this far.
+DRAIN_FACTOR = 16
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    """The JSON body of every error the responder returns."""
+    headers = extra.pop("headers", None)
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+class RequestMetrics:
+    """Counts every HTTP request by status class and observes its duration (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self._requests = {c: metrics.http_requests.labels(c) for c in ("2xx", "3xx", "4xx", "5xx")}
+        self._duration = metrics.http_duration
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # if the app raises before answering, the server answers 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            code_class = f"{status // 100}xx" if 200 <= status < 600 else "5xx"
+            self._requests[code_class].inc()
+            self._duration.observe(time.perf_counter() - start)
+
+
+class _Endpoints:
+    """The route handlers, bound to one set of collaborators."""
+
+    def __init__(
+        self,
+        settings: ResponderSettings,
+        auth: Authenticator,
+        history: AlertHistory,
+        intake: Intake,
+        metrics: Metrics,
+    ) -> None:
+        self.max_body = settings.max_body_bytes
+        self.auth = auth
+        self.history = history
+        self.intake = intake
+        self.metrics = metrics
+        self.renderer = TextRenderer()
+        self._webhooks = {
+            s: metrics.responder_webhooks.labels(s) for s in ("accepted", "duplicate", "rejected")
+        }
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _unauthorized(self, request: Request) -> JSONResponse | None:
+        if self.auth.check(request.headers.get("authorization")):
+            return None
+        given = "wrong" if request.headers.get("authorization") else "missing"
+        return error(
+            401,
+            f"{given} credentials: send the responder's bearer token or basic auth",
+            headers={"WWW-Authenticate": self.auth.challenge} if self.auth.enabled else None,
+        )
+
+    def _reject(self, request: Request, response: JSONResponse) -> JSONResponse:
+        self._webhooks["rejected"].inc()
+        client = request.client.host if request.client else "?"
+        log.warning(
+            "webhook from %s rejected with %d: %s",
+            client,
+            response.status_code,
+            bytes(response.body).decode(errors="replace"),
+        )
+        return response
+
+    async def _drain(self, request: Request, already: int) -> None:
+        """Read and discard the rest of the body, up to DRAIN_FACTOR times the limit."""
+        budget = self.max_body * DRAIN_FACTOR - already
+        try:
+            async for chunk in request.stream():
+                budget -= len(chunk)
+                if budget < 0:
+                    return
+        except ClientDisconnect:
+            return
+
+    async def _read_body(self, request: Request) -> bytes | None:
+        """The body, or None (after draining) as soon as it exceeds the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                await self._drain(request, size)
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_big(self) -> JSONResponse:
+        return error(413, f"body larger than the limit of {self.max_body} bytes")
+
+    # ---- routes ----------------------------------------------------------------------------
+    async def webhook(self, request: Request) -> Response:
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return self._reject(request, denied)
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            return self._reject(
+                request,
+                error(415, f"content type must be application/json, got {media_type or 'none'!r}"),
+            )
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return self._reject(request, error(400, "invalid Content-Length header"))
+            if int(declared) > self.max_body:
+                await self._drain(request, 0)
+                return self._reject(request, self._too_big())
+        try:
+            body = await self._read_body(request)
+        except ClientDisconnect:
+            return self._reject(request, error(400, "client disconnected before the body ended"))
+        if body is None:
+            return self._reject(request, self._too_big())
+        try:
+            payload = parse_payload(body)
+        except PayloadJSONError as exc:
+            return self._reject(request, error(400, str(exc)))
+        except PayloadValidationError as exc:
+            return self._reject(request, error(422, str(exc), problems=exc.problems))
+        try:
+            result = await run_in_threadpool(self.intake.handle, payload)
+        except HistoryError as exc:
+            log.error("webhook not stored (Alertmanager will retry): %s", exc)
+            return error(503, "alert history unavailable; retry later")
+        self._webhooks["accepted" if result.accepted else "duplicate"].inc()
+        return JSONResponse({"accepted": result.accepted, "duplicates": result.duplicates})
+
+    async def firing(self, request: Request) -> Response:
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        try:
+            events = await run_in_threadpool(self.history.firing)
+        except HistoryError as exc:
+            log.error("firing query failed: %s", exc)
+            return error(503, "alert history unavailable")
+        return JSONResponse({"count": len(events), "alerts": [e.to_json() for e in events]})
+
+    async def history_list(self, request: Request) -> Response:
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        raw_limit = request.query_params.get("limit", str(DEFAULT_HISTORY_LIMIT))
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
+            return error(400, f"limit must be an integer from 1 to {MAX_HISTORY_LIMIT}")
+        alertname = request.query_params.get("alertname") or None
+        try:
+            events = await run_in_threadpool(self.history.history, int(raw_limit), alertname)
+        except HistoryError as exc:
+            log.error("history query failed: %s", exc)
+            return error(503, "alert history unavailable")
+        return JSONResponse({"count": len(events), "alerts": [e.to_json() for e in events]})
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            await run_in_threadpool(self.history.check)
+        except HistoryError as exc:
+            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_page(self, request: Request) -> Response:
+        body = self.renderer.render(self.metrics.registry)
+        return Response(body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404/405 and other routing errors as JSON, like every other error."""
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, exc.detail, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error(500, "internal error")
+
+
+def create_app(
+    settings: ResponderSettings,
+    history: AlertHistory,
+    channels: Sequence[Channel],
+    metrics: Metrics,
+) -> Starlette:
+    """The responder's ASGI app.
+
+    Raises :class:`~tradeguard.responder.auth.AuthConfigError` when no credentials are
+    configured and ``settings.insecure`` is not set: the responder refuses to start open.
+    """
+    auth = settings.authenticator()
+    if not auth.enabled:
+        log.warning("responder running WITHOUT authentication (--insecure)")
+    intake = Intake(history, Notifier(channels, metrics), metrics)
+    endpoints = _Endpoints(settings, auth, history, intake, metrics)
+    app = Starlette(
+        routes=[
+            Route(WEBHOOK_PATH, endpoints.webhook, methods=["POST"]),
+            Route("/api/alerts/firing", endpoints.firing, methods=["GET"]),
+            Route("/api/alerts/history", endpoints.history_list, methods=["GET"]),
+            Route("/healthz", endpoints.healthz, methods=["GET"]),
+            Route("/metrics", endpoints.metrics_page, methods=["GET"]),
+        ],
+        middleware=[Middleware(RequestMetrics, metrics=metrics)],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
+    app.state.intake = intake
+    return app

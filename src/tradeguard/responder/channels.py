@@ -1,0 +1,140 @@
+"""Where notifications go: the ``Channel`` protocol and the two embedded channels.
+
+The console channel is the default a person watching a terminal sees; the JSONL channel is the
+machine-readable record tests and scripts read (and what the end-to-end tests assert on). Both
+are local and dependency-free; apprise URLs and PagerDuty's Events API will be further
+implementations of the same protocol, so the intake and the dispatcher never change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.text import Text
+
+from tradeguard.errors import TradeguardError
+from tradeguard.responder.events import iso
+from tradeguard.responder.notification import Notification
+
+
+class ChannelError(TradeguardError):
+    """A channel could not deliver a notification; the message names the channel."""
+
+
+class Channel(Protocol):
+    """Delivers notifications somewhere; raises :class:`ChannelError` when it cannot."""
+
+    name: str
+
+    def send(self, notification: Notification) -> None: ...
+
+
+_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+class ConsoleChannel:
+    """One line per event on a terminal: status, severity, alert, instance, summary.
+
+    Label and annotation text is inserted as plain text, never as rich markup, so an alert
+    whose summary contains ``[brackets]`` prints as written.
+    """
+
+    name = "console"
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or Console(highlight=False)
+        self._lock = threading.Lock()
+
+    def render(self, n: Notification) -> Text:
+        line = Text()
+        if n.status == "firing":
+            line.append("FIRING  ", style="bold red")
+        else:
+            line.append("RESOLVED", style="bold green")
+        line.append(f" {n.severity:<8}", style=_SEVERITY_STYLE.get(n.severity, ""))
+        line.append(f" {n.alertname}", style="bold")
+        if n.instance:
+            line.append(f" {n.instance}", style="dim")
+        if n.status == "resolved" and n.recovered:
+            line.append(f"  {n.recovered}")
+        elif n.summary:
+            line.append(f"  {n.summary}")
+        return line
+
+    def send(self, notification: Notification) -> None:
+        try:
+            with self._lock:
+                self._console.print(self.render(notification), soft_wrap=True)
+        except (OSError, ValueError) as exc:  # closed or broken stream
+            raise ChannelError(f"console channel: {exc}") from exc
+
+
+def notification_record(n: Notification, sent_at: datetime | None = None) -> dict[str, Any]:
+    """The JSON object the JSONL channel writes for ``n``."""
+    return {
+        "sent_at": iso(sent_at or datetime.now(UTC)),
+        "status": n.status,
+        "severity": n.severity,
+        "alertname": n.alertname,
+        "instance": n.instance,
+        "component": n.component,
+        "summary": n.summary,
+        "recovered": n.recovered,
+        "message": n.headline,
+        "fingerprint": n.fingerprint,
+        "starts_at": iso(n.starts_at),
+        "ends_at": iso(n.ends_at) if n.ends_at else None,
+        "receiver": n.receiver,
+        "runbook_url": n.runbook_url,
+        "labels": dict(n.labels),
+    }
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class JsonlChannel:
+    """Appends one JSON object per notification to a file, fsync'd before ``send`` returns.
+
+    A notification reported as sent is on disk: a crash right after cannot lose it. Each
+    record is written with a single ``write`` on an ``O_APPEND`` descriptor, so concurrent
+    writers (threads or processes) never interleave within a line.
+    """
+
+    name = "jsonl"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def send(self, notification: Notification) -> None:
+        line = json.dumps(notification_record(notification), ensure_ascii=False) + "\n"
+        data = line.encode()
+        try:
+            with self._lock:
+                created = not self.path.exists()
+                if created:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    written = os.write(fd, data)
+                    if written != len(data):
+                        raise OSError(f"short write ({written} of {len(data)} bytes)")
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if created:  # the new directory entry must survive a crash too
+                    _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise ChannelError(f"jsonl channel {self.path}: {exc}") from exc

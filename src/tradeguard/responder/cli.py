@@ -1,0 +1,291 @@
+"""Command-line pieces of the responder: ``tradeguard responder`` and ``tradeguard alerts ...``.
+
+The top-level CLI mounts them (``app.command("responder")(responder_command)`` and
+``app.add_typer(alerts_app, name="alerts")``); this module does not import it, so the
+responder stays below the CLI in the dependency order. ``python -m tradeguard.responder.cli``
+runs the ``alerts`` commands on their own.
+
+The query commands talk to a running responder over its HTTP API rather than opening the
+history store, so they work against a PostgreSQL-backed or remote responder alike and need only
+the token. Every failure is one red line and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tradeguard.errors import TradeguardError
+
+DEFAULT_URL = "http://127.0.0.1:9466"
+
+alerts_app = typer.Typer(
+    help="Query the alert responder: what is firing, what happened.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+# Piped output (a script, grep) gets wide lines instead of rich's 80-column default, so names
+# are never cut; a terminal, or an explicit COLUMNS, keeps its own width.
+PIPED_WIDTH = 200
+
+
+def _out() -> Console:
+    console = Console()
+    if console.is_terminal or "COLUMNS" in os.environ:
+        return console
+    return Console(width=PIPED_WIDTH)
+
+
+UrlOpt = Annotated[
+    str,
+    typer.Option("--url", envvar="TRADEGUARD_RESPONDER_URL", help="The responder's base URL."),
+]
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        envvar="TRADEGUARD_RESPONDER_TOKEN_FILE",
+        help="File holding the bearer token (else TRADEGUARD_RESPONDER_TOKEN).",
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="TRADEGUARD_RESPONDER_TOKEN",
+        help="Bearer token (prefer --token-file or the environment: ps shows arguments).",
+        show_envvar=True,
+    ),
+]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the responder.")]
+
+
+class ResponderUnavailable(TradeguardError):
+    """The responder did not answer, or answered with an error; the message says which."""
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(Text("error: ", style="bold red") + Text(message))
+    return typer.Exit(code)
+
+
+def _token(token: str | None, token_file: Path | None) -> str | None:
+    if token_file is not None:
+        try:
+            return token_file.read_text().strip() or None
+        except OSError as exc:
+            raise ResponderUnavailable(
+                f"cannot read token file {token_file}: {exc.strerror or exc}"
+            ) from None
+    return token.strip() if token else None
+
+
+def fetch(
+    url: str, path: str, token: str | None, params: dict[str, Any] | None, timeout: float
+) -> dict[str, Any]:
+    """GET ``url + path`` as JSON; ResponderUnavailable with a readable reason otherwise."""
+    base = url.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.get(base + path, params=params, headers=headers, timeout=timeout)
+    except httpx.ConnectError:
+        raise ResponderUnavailable(
+            f"the responder at {base} is unreachable (connection refused or no route); "
+            "is `tradeguard responder` running, and is --url right?"
+        ) from None
+    except httpx.TimeoutException:
+        raise ResponderUnavailable(
+            f"the responder at {base} did not answer within {timeout:g}s"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise ResponderUnavailable(f"request to {base} failed: {exc}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code == 401:
+        raise ResponderUnavailable(
+            f"the responder at {base} refused the credentials (401); give --token-file or set "
+            "TRADEGUARD_RESPONDER_TOKEN"
+        )
+    if response.status_code != 200 or not isinstance(body, dict):
+        detail = body.get("error") if isinstance(body, dict) else response.text[:200]
+        raise ResponderUnavailable(
+            f"the responder at {base} answered {response.status_code}: {detail}"
+        )
+    return body
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
+
+
+_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+@alerts_app.command("firing")
+def firing_command(
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    token_file: TokenFileOpt = None,
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """List the alerts firing now, newest first."""
+    try:
+        body = fetch(url, "/api/alerts/firing", _token(token, token_file), None, timeout)
+    except ResponderUnavailable as exc:
+        raise _fail(str(exc)) from None
+    alerts: list[dict[str, Any]] = body.get("alerts", [])
+    if not alerts:
+        _out().print("no alerts firing")
+        return
+    table = Table(title=f"{len(alerts)} alert(s) firing")
+    # Names and addresses are folded, never cut with an ellipsis: they are what one copies.
+    table.add_column("since (UTC)", no_wrap=True)
+    table.add_column("severity", no_wrap=True)
+    for column in ("alert", "instance", "component"):
+        table.add_column(column, overflow="fold")
+    table.add_column("summary", ratio=1)
+    for a in alerts:
+        severity = a.get("severity") or "-"
+        table.add_row(
+            _when(a.get("starts_at")),
+            Text(severity, style=_SEVERITY_STYLE.get(severity, "")),
+            Text(a.get("alertname", "?"), style="bold"),
+            Text(a.get("instance") or "-"),
+            Text(a.get("component") or "-"),
+            Text(a.get("annotations", {}).get("summary", "")),
+        )
+    _out().print(table)
+
+
+@alerts_app.command("history")
+def history_command(
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    token_file: TokenFileOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many events.")] = 50,
+    alertname: Annotated[str | None, typer.Option(help="Only this alert.")] = None,
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """List the last stored alert events (firing and resolved), newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if alertname:
+        params["alertname"] = alertname
+    try:
+        body = fetch(url, "/api/alerts/history", _token(token, token_file), params, timeout)
+    except ResponderUnavailable as exc:
+        raise _fail(str(exc)) from None
+    events: list[dict[str, Any]] = body.get("alerts", [])
+    if not events:
+        _out().print("no alert events stored" + (f" for {alertname}" if alertname else ""))
+        return
+    table = Table(title=f"last {len(events)} alert event(s)")
+    for column in ("received (UTC)", "status", "severity"):
+        table.add_column(column, no_wrap=True)
+    for column in ("alert", "instance"):
+        table.add_column(column, overflow="fold")
+    for column in ("started", "ended"):
+        table.add_column(column, no_wrap=True)
+    for e in events:
+        status = e.get("status", "?")
+        severity = e.get("severity") or "-"
+        table.add_row(
+            _when(e.get("received_at")),
+            Text(status.upper(), style="red" if status == "firing" else "green"),
+            Text(severity, style=_SEVERITY_STYLE.get(severity, "")),
+            Text(e.get("alertname", "?"), style="bold"),
+            Text(e.get("instance") or "-"),
+            _when(e.get("starts_at")),
+            _when(e.get("ends_at")),
+        )
+    _out().print(table)
+
+
+def responder_command(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (0: any free one).")] = None,
+    history_url: Annotated[
+        str | None, typer.Option(help="sqlite:///<path> (default) or postgresql://...")
+    ] = None,
+    jsonl_path: Annotated[
+        Path | None, typer.Option(help="Also append each notification to this JSONL file.")
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="File holding the bearer token Alertmanager sends.")
+    ] = None,
+    basic_user: Annotated[str | None, typer.Option(help="Basic-auth user name.")] = None,
+    basic_password_file: Annotated[
+        Path | None, typer.Option(help="File holding the basic-auth password.")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help="Largest webhook body accepted (bytes).")
+    ] = None,
+    console_output: Annotated[
+        bool | None,
+        typer.Option("--console/--no-console", help="Print each notification on stdout."),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Accept requests without credentials.")
+    ] = False,
+) -> None:
+    """Run the alert responder (Alertmanager webhook receiver) until SIGINT/SIGTERM.
+
+    Settings not given here come from TRADEGUARD_RESPONDER_* environment variables.
+    """
+    from tradeguard.responder.service import ResponderServer, load_responder_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        settings = load_responder_settings(
+            host=host,
+            port=port,
+            history_url=history_url,
+            jsonl_path=jsonl_path,
+            token_file=token_file,
+            basic_user=basic_user,
+            basic_password_file=basic_password_file,
+            max_body_bytes=max_body_bytes,
+            console=console_output,
+            insecure=insecure or None,
+        )
+        server = ResponderServer(settings)
+    except TradeguardError as exc:
+        raise _fail(str(exc), code=2) from None
+    stop = _stop_event()
+    try:
+        server.start()
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+    _out().print(
+        f"responder: webhook at {server.webhook_url}, history in {server.history!r}", markup=False
+    )
+    stop.wait()
+    server.stop()
+    _out().print("responder stopped")
+
+
+def _stop_event() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, installed before the server starts."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+if __name__ == "__main__":
+    alerts_app()

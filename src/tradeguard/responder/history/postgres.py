@@ -1,0 +1,165 @@
+"""Alert history in PostgreSQL: the production store, shared by several responder replicas.
+
+The UNIQUE constraint does the deduplication, so two responders behind two Alertmanager
+replicas can insert the same event concurrently and exactly one of them sees it as new (and
+notifies). One connection per responder, under a lock, reconnected after a failure: the write
+rate is tiny and a pool would be one more thing to size.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any, cast
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
+
+from tradeguard.responder.events import AlertEvent
+from tradeguard.responder.history.base import (
+    TABLE,
+    HistoryError,
+    SQLHistoryReads,
+    display_url,
+)
+from tradeguard.responder.payload import AlertStatus
+
+# Serialises schema creation between responders starting at the same time (CREATE TABLE IF NOT
+# EXISTS is not safe under concurrency in PostgreSQL). Any constant; this one spells "tgrs".
+_SCHEMA_LOCK = 0x74677273
+
+SCHEMA = [
+    f"""
+    CREATE TABLE IF NOT EXISTS {TABLE} (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        alertname TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('firing', 'resolved')),
+        starts_at TIMESTAMPTZ NOT NULL,
+        ends_at TIMESTAMPTZ,
+        severity TEXT,
+        component TEXT,
+        instance TEXT,
+        labels JSONB NOT NULL,
+        annotations JSONB NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL,
+        receiver TEXT NOT NULL,
+        UNIQUE (fingerprint, starts_at, status)
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_alertname ON {TABLE} (alertname, id)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, fingerprint)",
+]
+
+INSERT_SQL = f"""
+INSERT INTO {TABLE} (fingerprint, alertname, status, starts_at, ends_at, severity, component,
+                     instance, labels, annotations, received_at, receiver)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (fingerprint, starts_at, status) DO NOTHING
+"""
+
+
+def _row(event: AlertEvent) -> tuple[object, ...]:
+    return (
+        event.fingerprint,
+        event.alertname,
+        event.status,
+        event.starts_at,
+        event.ends_at,
+        event.severity,
+        event.component,
+        event.instance,
+        Jsonb(dict(event.labels)),
+        Jsonb(dict(event.annotations)),
+        event.received_at,
+        event.receiver,
+    )
+
+
+def decode_row(row: Sequence[Any]) -> AlertEvent:
+    return AlertEvent(
+        fingerprint=row[0],
+        alertname=row[1],
+        status=cast(AlertStatus, row[2]),
+        starts_at=row[3].astimezone(UTC),
+        ends_at=row[4].astimezone(UTC) if row[4] else None,
+        severity=row[5],
+        component=row[6],
+        instance=row[7],
+        labels=row[8],
+        annotations=row[9],
+        received_at=row[10].astimezone(UTC),
+        receiver=row[11],
+    )
+
+
+class PostgresHistory(SQLHistoryReads):
+    """:class:`~tradeguard.responder.history.base.AlertHistory` in a PostgreSQL database."""
+
+    placeholder = "%s"
+    _decode = staticmethod(decode_row)
+
+    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
+        self._url = url
+        self.where = display_url(url)
+        self._connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[TupleRow] | None = None
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                    for statement in SCHEMA:
+                        conn.execute(statement)
+            except psycopg.Error as exc:
+                self._drop_if_broken()
+                raise HistoryError(f"cannot open alert history {self.where}: {exc}") from exc
+
+    def _connection(self) -> psycopg.Connection[TupleRow]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self._url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+            )
+        return self._conn
+
+    def _drop_if_broken(self) -> None:
+        if self._conn is not None and (self._conn.broken or self._conn.closed):
+            self._conn.close()
+            self._conn = None
+
+    def insert(self, event: AlertEvent) -> bool:
+        return self.insert_many([event])[0]
+
+    def insert_many(self, events: Sequence[AlertEvent]) -> list[bool]:
+        rows = [_row(e) for e in events]
+        with self._lock:
+            try:
+                conn = self._connection()
+                new = []
+                with conn.transaction(), conn.cursor() as cur:
+                    for row in rows:
+                        cur.execute(INSERT_SQL, row)
+                        new.append(cur.rowcount == 1)
+            except psycopg.Error as exc:
+                self._drop_if_broken()
+                raise HistoryError(f"storing alert events in {self.where} failed: {exc}") from exc
+        return new
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[TupleRow]:
+        with self._lock:
+            try:
+                return self._connection().execute(sql, params).fetchall()
+            except psycopg.Error as exc:
+                self._drop_if_broken()
+                raise HistoryError(f"reading alert history {self.where} failed: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"<PostgresHistory {self.where}>"

@@ -1,0 +1,67 @@
+"""The responder's settings: ``TRADEGUARD_RESPONDER_*`` environment variables or arguments.
+
+Separate from :class:`tradeguard.config.Settings` because the responder is its own process with
+its own secrets, and because nothing else needs them. Paths to secrets are settings; the token
+itself may come from ``TRADEGUARD_RESPONDER_TOKEN`` for containers that inject it that way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tradeguard.errors import ConfigError
+from tradeguard.responder.auth import Authenticator, build_authenticator
+from tradeguard.responder.history import check_history_url
+
+DEFAULT_PORT = 9466
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+class ResponderSettings(BaseSettings):
+    """Every knob of the responder, validated once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="TRADEGUARD_RESPONDER_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)  # 0: any free port
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    basic_user: str | None = None
+    basic_password_file: Path | None = None
+    insecure: bool = False
+    history_url: str = "sqlite:///run/responder/history.sqlite3"
+    jsonl_path: Path | None = None
+    console: bool = True
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024, le=64 * 1024 * 1024)
+
+    _check_history = field_validator("history_url")(check_history_url)
+
+    def authenticator(self) -> Authenticator:
+        """The configured credentials, loaded from their files (AuthConfigError if none)."""
+        return build_authenticator(
+            token=self.token.get_secret_value() if self.token else None,
+            token_file=self.token_file,
+            basic_user=self.basic_user,
+            basic_password_file=self.basic_password_file,
+            insecure=self.insecure,
+        )
+
+
+def load_responder_settings(**overrides: Any) -> ResponderSettings:
+    """Settings from the environment and ``overrides`` (None values ignored), as one ConfigError.
+
+    Explicit overrides win over the environment.
+    """
+    values = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ResponderSettings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors(include_input=False)
+        )
+        raise ConfigError(f"invalid responder settings: {problems}") from None

@@ -1,0 +1,283 @@
+"""The stack's commands: ``up`` (foreground or detached), ``down``, ``status``, ``check``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from tradeguard.errors import TradeguardError
+from tradeguard.stack.layout import StackLayout
+from tradeguard.stack.stack import Stack
+from tradeguard.stack.status import pid_alive, read_stack_status
+
+
+class StackError(TradeguardError):
+    """The stack cannot do what was asked (already running, not running, ...)."""
+
+
+def running_layout(run_dir: Path) -> StackLayout | None:
+    layout = StackLayout.load(run_dir)
+    if layout is None or not layout.supervisor_pid or not pid_alive(layout.supervisor_pid):
+        return None
+    return layout
+
+
+def print_urls(console: Console, layout: StackLayout) -> None:
+    table = Table("part", "URL", title="tradeguard stack", title_justify="left")
+    for name, url in layout.urls().items():
+        table.add_row(name, url)
+    console.print(table)
+
+
+def up(
+    console: Console,
+    run_dir: Path,
+    profile: str,
+    shared_redis: bool,
+    replicas: int,
+    workload: float,
+    detach: bool,
+) -> int:
+    if running_layout(run_dir) is not None:
+        raise StackError(f"a stack is already running from {run_dir}; `tradeguard down` first")
+    if detach:
+        return _up_detached(console, run_dir, profile, shared_redis, replicas, workload)
+    layout = StackLayout.allocate(run_dir, profile, shared_redis, replicas, workload)
+    stack = Stack(layout)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print(f"starting the stack in {layout.run_dir} (profile {profile}) …")
+    t0 = time.monotonic()
+    stack.start(progress=lambda msg: console.print(f"  {msg}"))
+    console.print(f"stack up in {time.monotonic() - t0:.1f}s")
+    print_urls(console, layout)
+    console.print("Ctrl-C (or `tradeguard down`) stops everything.")
+    reported: set[str] = set()
+    try:
+        while not stop.wait(1.0):
+            for name in stack.dead_children():
+                if name not in reported:
+                    reported.add(name)
+                    code = stack.child(name).returncode
+                    console.print(
+                        f"[red]{name} exited (code {code})[/]; log {stack.child(name).log_path}"
+                    )
+    finally:
+        console.print("stopping the stack …")
+        stack.stop()
+        console.print("stopped.")
+    return 0
+
+
+def _up_detached(
+    console: Console,
+    run_dir: Path,
+    profile: str,
+    shared_redis: bool,
+    replicas: int,
+    workload: float,
+) -> int:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "stack.json").unlink(missing_ok=True)
+    log = open(run_dir / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
+    argv = [
+        sys.executable,
+        "-m",
+        "tradeguard.cli",
+        "up",
+        "--run-dir",
+        str(run_dir),
+        "--profile",
+        profile,
+        "--replicas",
+        str(replicas),
+        "--workload",
+        str(workload),
+    ]
+    if not shared_redis:
+        argv.append("--redis-per-layer")
+    proc = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        layout = StackLayout.load(run_dir)
+        if layout is not None and layout.ready:
+            print_urls(console, layout)
+            console.print(
+                f"stack running in the background (supervisor pid {proc.pid}); "
+                "`tradeguard status`, `tradeguard down`."
+            )
+            return 0
+        if proc.poll() is not None:
+            tail = (run_dir / "supervisor.log").read_text(errors="replace").splitlines()[-25:]
+            raise StackError("the stack failed to start:\n" + "\n".join(tail))
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    raise StackError("the stack did not become ready within 120 s; see supervisor.log")
+
+
+def down(console: Console, run_dir: Path) -> int:
+    layout = StackLayout.load(run_dir)
+    if layout is None:
+        raise StackError(f"no stack state in {run_dir}; nothing to stop")
+    sup = layout.supervisor_pid
+    if sup and pid_alive(sup):
+        os.kill(sup, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while pid_alive(sup) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    leftovers = [name for name, pid in layout.pids.items() if pid_alive(pid)]
+    for name in leftovers:
+        try:
+            os.killpg(layout.pids[name], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    console.print(
+        "stack stopped" + (f" (also stopped {', '.join(leftovers)})" if leftovers else "")
+    )
+    return 0
+
+
+def status(console: Console, run_dir: Path) -> int:
+    layout = running_layout(run_dir)
+    if layout is None:
+        console.print(f"no running stack in {run_dir}")
+        return 1
+    st = read_stack_status(layout)
+    children = Table("child", "state", title="processes", title_justify="left")
+    for name, alive in st.children.items():
+        children.add_row(name, "[green]running[/]" if alive else "[red]exited[/]")
+    console.print(children)
+    if st.prometheus_error:
+        console.print(f"[red]{st.prometheus_error}[/]")
+    else:
+        targets = Table(
+            "job", "instance", "health", "error", title="scrape targets", title_justify="left"
+        )
+        for t in st.targets:
+            colour = "green" if t["health"] == "up" else "red"
+            targets.add_row(t["job"], t["instance"], f"[{colour}]{t['health']}[/]", t["error"][:60])
+        console.print(targets)
+        firing = Table(
+            "alert", "severity", "labels", title=f"firing ({len(st.firing)})", title_justify="left"
+        )
+        for a in st.firing:
+            labels = a["labels"]
+            extra = ", ".join(
+                f"{k}={v}"
+                for k, v in labels.items()
+                if k not in ("alertname", "severity", "component", "service")
+            )
+            firing.add_row(labels.get("alertname", "?"), labels.get("severity", ""), extra)
+        console.print(firing)
+    down_targets = [t for t in st.targets if t["health"] != "up"]
+    return 1 if st.dead or down_targets or st.prometheus_error else 0
+
+
+def check(console: Console, prometheus_url: str) -> int:
+    """Seed 003's verification: every rule file loaded, no rule in error, every target up."""
+    problems: list[str] = []
+    try:
+        rules: dict[str, Any] = httpx.get(f"{prometheus_url}/api/v1/rules", timeout=5).json()
+        targets: dict[str, Any] = httpx.get(f"{prometheus_url}/api/v1/targets", timeout=5).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise StackError(f"cannot reach Prometheus at {prometheus_url}: {exc}") from None
+    files = {g["file"] for g in rules["data"]["groups"]}
+    n_rules = 0
+    for group in rules["data"]["groups"]:
+        for rule in group["rules"]:
+            n_rules += 1
+            if rule.get("health") not in ("ok", "unknown"):
+                problems.append(
+                    f"rule {rule.get('name')} in {group['file']}: "
+                    f"{rule.get('health')} {rule.get('lastError', '')}"
+                )
+    for t in targets["data"]["activeTargets"]:
+        if t["health"] != "up":
+            problems.append(
+                f"target {t['labels'].get('job')} {t['labels'].get('instance')} "
+                f"is {t['health']}: {t.get('lastError', '')}"
+            )
+    console.print(
+        f"{len(files)} rule files, {n_rules} rules loaded; "
+        f"{len(targets['data']['activeTargets'])} targets"
+    )
+    for p in problems:
+        console.print(f"[red]✗[/] {p}")
+    if not problems:
+        console.print("[green]✓ every rule healthy, every target up[/]")
+    return 1 if problems else 0
+
+
+def alerts_test(console: Console, layout: StackLayout, timeout: float) -> int:
+    """Post a uniquely named test alert to Alertmanager; wait for firing, then resolved."""
+    from datetime import UTC, datetime, timedelta
+
+    from tradeguard.chaos.runner import ResponderView
+    from tradeguard.stack.render import ensure_token
+
+    marker = f"test-{int(time.time())}-{os.getpid()}"
+    labels = {
+        "alertname": "TradeguardTestAlert",
+        "severity": "info",
+        "component": "tradeguard",
+        "service": "responder",
+        "instance": marker,
+    }
+    annotations = {
+        "summary": "Test alert from tradeguard alerts test.",
+        "description": f"End-to-end check {marker}.",
+    }
+    view = ResponderView(layout.responder_url, ensure_token(layout))
+
+    def post(ends: datetime | None) -> None:
+        body: dict[str, Any] = {"labels": labels, "annotations": annotations}
+        if ends is not None:
+            body["endsAt"] = ends.isoformat()
+        try:
+            reply = httpx.post(f"{layout.alertmanager_url}/api/v2/alerts", json=[body], timeout=5)
+        except httpx.HTTPError as exc:
+            raise StackError(
+                f"Alertmanager unreachable at {layout.alertmanager_url}: {exc}"
+            ) from None
+        if reply.status_code != 200:
+            raise StackError(
+                f"Alertmanager refused the test alert: {reply.status_code} {reply.text[:200]}"
+            )
+
+    def wait_for(status: str, since: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = view.events("TradeguardTestAlert")
+            if any(e["status"] == status and e.get("instance") == marker for e in events):
+                return time.monotonic() - since
+            time.sleep(0.2)
+        return None
+
+    t0 = time.monotonic()
+    post(None)
+    fired = wait_for("firing", t0)
+    if fired is None:
+        console.print(f"[red]✗ the test alert did not reach the responder within {timeout}s[/]")
+        return 1
+    console.print(f"[green]✓[/] firing test alert received by the responder after {fired:.1f}s")
+    t1 = time.monotonic()
+    post(datetime.now(UTC) - timedelta(seconds=1))
+    resolved = wait_for("resolved", t1)
+    if resolved is None:
+        console.print(f"[red]✗ the resolved notice did not arrive within {timeout}s[/]")
+        return 1
+    console.print(f"[green]✓[/] resolved notice received after {resolved:.1f}s")
+    return 0

@@ -1,0 +1,122 @@
+"""Where every part of a local stack lives: ports, directories, URLs; saved as JSON.
+
+The layout is decided once at ``tradeguard up`` (free loopback ports) and written to
+``<run_dir>/stack.json`` so ``tradeguard status`` and ``tradeguard down`` can find the parts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tradeguard.config import Layer
+from tradeguard.process.ports import free_port
+
+STATE_FILE = "stack.json"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class StackLayout:
+    run_dir: Path
+    profile: str = "default"
+    shared_redis: bool = True
+    replicas: int = 2
+    workload_rate: float = 0.0
+    redis_ports: dict[str, int] = field(default_factory=dict)  # layer -> port
+    exporter_ports: dict[str, int] = field(default_factory=dict)  # layer -> port
+    engine_ports: dict[str, int] = field(default_factory=dict)  # replica id -> metrics port
+    node_port: int = 0
+    responder_port: int = 0
+    prometheus_port: int = 0
+    alertmanager_port: int = 0
+    supervisor_pid: int | None = None
+    pids: dict[str, int] = field(default_factory=dict)
+    ready: bool = False
+
+    @classmethod
+    def allocate(
+        cls,
+        run_dir: Path,
+        profile: str = "default",
+        shared_redis: bool = True,
+        replicas: int = 2,
+        workload_rate: float = 0.0,
+    ) -> StackLayout:
+        layout = cls(run_dir.resolve(), profile, shared_redis, replicas, workload_rate)
+        shared = free_port()
+        for layer in Layer:
+            layout.redis_ports[layer.value] = shared if shared_redis else free_port()
+            layout.exporter_ports[layer.value] = free_port()
+        for i in range(1, replicas + 1):
+            layout.engine_ports[f"engine-{i}"] = free_port()
+        layout.node_port = free_port()
+        layout.responder_port = free_port()
+        layout.prometheus_port = free_port()
+        layout.alertmanager_port = free_port()
+        return layout
+
+    # ---- URLs -------------------------------------------------------------------------
+    def redis_url(self, layer: Layer) -> str:
+        return f"redis://{LOOPBACK}:{self.redis_ports[layer.value]}/0"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.alertmanager_port}"
+
+    @property
+    def responder_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.responder_port}"
+
+    def engine_metrics_url(self, replica: str) -> str:
+        return f"http://{LOOPBACK}:{self.engine_ports[replica]}/metrics"
+
+    @property
+    def token_file(self) -> Path:
+        return self.run_dir / "secrets" / "responder-token"
+
+    @property
+    def ledger_url(self) -> str:
+        return f"sqlite:///{self.run_dir / 'engine' / 'ledger.sqlite'}"
+
+    @property
+    def broker_book(self) -> Path:
+        return self.run_dir / "engine" / "broker-book.sqlite"
+
+    @property
+    def duckdb_dir(self) -> Path:
+        return self.run_dir / "engine"
+
+    def urls(self) -> dict[str, str]:
+        out = {
+            "prometheus": self.prometheus_url,
+            "alertmanager": self.alertmanager_url,
+            "responder": self.responder_url,
+            "responder /metrics": f"{self.responder_url}/metrics",
+        }
+        for replica in self.engine_ports:
+            out[f"{replica} /metrics"] = self.engine_metrics_url(replica)
+        return out
+
+    # ---- persistence ---------------------------------------------------------------------
+    def save(self) -> None:
+        data = asdict(self)
+        data["run_dir"] = str(self.run_dir)
+        path = self.run_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> StackLayout | None:
+        path = run_dir / STATE_FILE
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        data["run_dir"] = Path(data["run_dir"])
+        return cls(**data)

@@ -1,0 +1,218 @@
+"""The local stack: every component as a supervised child process under one run directory.
+
+Start order follows dependencies (Redis, exporters, responder, engine replicas, workload,
+Prometheus, Alertmanager); each must pass its health check before the next starts, and a
+failure names the part and shows its log. Stop runs in reverse, children included.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tradeguard.config import Layer
+from tradeguard.errors import ServiceError
+from tradeguard.process import ManagedProcess
+from tradeguard.process.services import (
+    Alertmanager,
+    NodeExporter,
+    Prometheus,
+    RedisExporter,
+    RedisServer,
+)
+from tradeguard.stack.layout import StackLayout
+from tradeguard.stack.render import render_alertmanager, render_prometheus
+
+log = logging.getLogger(__name__)
+STREAMS = "tg:signals,tg:results"
+
+
+def repo_deploy_dir() -> Path:
+    """The deploy/ directory: next to the working directory's repository, else the package's."""
+    for base in (Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parents[3]):
+        if (base / "deploy" / "prometheus" / "prometheus.yml").exists():
+            return base / "deploy"
+    raise ServiceError("cannot find deploy/prometheus/prometheus.yml; run from the repository")
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def _tradeguard(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tradeguard.cli", *args]
+
+
+class Stack:
+    """Builds, starts and stops every child of one local stack."""
+
+    def __init__(self, layout: StackLayout, deploy: Path | None = None) -> None:
+        self.layout = layout
+        self.deploy = deploy or repo_deploy_dir()
+        self.children: dict[str, ManagedProcess] = {}
+        self._build()
+
+    # ---- construction ------------------------------------------------------------------
+    def _build(self) -> None:
+        lay, run = self.layout, self.layout.run_dir
+        run.mkdir(parents=True, exist_ok=True)
+        started_redis: dict[int, str] = {}
+        for layer in Layer:
+            port = lay.redis_ports[layer.value]
+            if port in started_redis:
+                continue
+            name = "redis" if lay.shared_redis else f"redis-{layer.value}"
+            started_redis[port] = name
+            # The signal layer's Redis keeps an append-only file: a restart keeps every signal
+            # that was acknowledged at publish.
+            self.children[name] = RedisServer(run / name, port=port, name=name, durable=True)
+        for layer in Layer:
+            self.children[f"redis_exporter-{layer.value}"] = RedisExporter(
+                run / "exporters",
+                lay.redis_url(layer),
+                STREAMS.split(","),
+                port=lay.exporter_ports[layer.value],
+                name=f"redis_exporter-{layer.value}",
+            )
+        self.children["node_exporter"] = NodeExporter(run / "exporters", port=lay.node_port)
+        self.children["responder"] = self._responder()
+        for replica, port in lay.engine_ports.items():
+            self.children[replica] = self._engine(replica, port)
+        if lay.workload_rate > 0:
+            self.children["workload"] = ManagedProcess(
+                "workload",
+                _tradeguard(
+                    "generate",
+                    "--rate",
+                    str(lay.workload_rate),
+                    "--redis-url",
+                    lay.redis_url(Layer.SIGNAL_STREAM),
+                ),
+                run / "workload",
+                env=self._env(),
+            )
+        prom_cfg = render_prometheus(self.deploy, lay)
+        self.children["prometheus"] = Prometheus(
+            run / "prometheus",
+            prom_cfg,
+            port=lay.prometheus_port,
+            extra_args=["--rules.alert.resend-delay=2s"],
+        )
+        am_cfg = render_alertmanager(self.deploy, lay)
+        self.children["alertmanager"] = Alertmanager(
+            run / "alertmanager", am_cfg, port=lay.alertmanager_port
+        )
+
+    def _env(self) -> dict[str, str]:
+        lay = self.layout
+        env = {
+            f"TRADEGUARD_{layer.value.upper()}_REDIS_URL": lay.redis_url(layer) for layer in Layer
+        }
+        env["TRADEGUARD_REDIS_URL"] = lay.redis_url(Layer.TRADE_STATE)
+        env["TRADEGUARD_DUCKDB_PATH"] = str(lay.duckdb_dir / "tradeguard.duckdb")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _engine(self, replica: str, port: int) -> ManagedProcess:
+        lay = self.layout
+        argv = _tradeguard(
+            "coordinator",
+            "--replica-id",
+            replica,
+            "--ledger-url",
+            lay.ledger_url,
+            "--metrics-port",
+            str(port),
+            "--broker-book",
+            str(lay.broker_book),
+        )
+        lay.duckdb_dir.mkdir(parents=True, exist_ok=True)
+        return ManagedProcess(
+            replica,
+            argv,
+            lay.run_dir / "engine",
+            env=self._env(),
+            health=_http_ok(f"http://127.0.0.1:{port}/healthz"),
+            start_timeout=30,
+        )
+
+    def _responder(self) -> ManagedProcess:
+        lay = self.layout
+        from tradeguard.stack.render import ensure_token
+
+        ensure_token(lay)
+        argv = _tradeguard(
+            "responder",
+            "--port",
+            str(lay.responder_port),
+            "--token-file",
+            str(lay.token_file),
+            "--history-url",
+            f"sqlite:///{lay.run_dir / 'responder' / 'alerts.sqlite'}",
+            "--jsonl-path",
+            str(lay.run_dir / "responder" / "notifications.jsonl"),
+        )
+        (lay.run_dir / "responder").mkdir(parents=True, exist_ok=True)
+        return ManagedProcess(
+            "responder",
+            argv,
+            lay.run_dir / "responder",
+            env=self._env(),
+            health=_http_ok(f"{lay.responder_url}/healthz"),
+            start_timeout=30,
+        )
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def start(self, progress: Callable[[str], None] | None = None) -> Stack:
+        say = progress or (lambda _msg: None)
+        try:
+            for name, child in self.children.items():
+                t0 = time.monotonic()
+                child.start()
+                self.layout.pids[name] = child.pid or 0
+                say(f"{name} up ({time.monotonic() - t0:.1f}s)")
+        except ServiceError:
+            self.stop()
+            raise
+        self.layout.supervisor_pid = os.getpid()
+        self.layout.ready = True
+        self.layout.save()
+        return self
+
+    def stop(self) -> None:
+        for child in reversed(list(self.children.values())):
+            try:
+                child.stop()
+            except Exception as exc:  # keep stopping the others
+                log.warning("stopping %s failed: %s", child.name, exc)
+        self.layout.ready = False
+        self.layout.supervisor_pid = None
+        self.layout.save()
+
+    def child(self, name: str) -> ManagedProcess:
+        return self.children[name]
+
+    def start_child(self, name: str) -> None:
+        """(Re)start one child and record its new pid for `status` and `down`."""
+        child = self.children[name]
+        child.start()
+        self.layout.pids[name] = child.pid or 0
+        self.layout.save()
+
+    def kill_child(self, name: str) -> None:
+        self.children[name].kill()
+
+    def dead_children(self) -> list[str]:
+        return [name for name, c in self.children.items() if not c.running]

@@ -1,0 +1,54 @@
+"""One stack for the end-to-end module: real binaries, fast rules profile, steady workload."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tradeguard.bus.connection import make_client
+from tradeguard.bus.keys import Keys
+from tradeguard.bus.signal_stream import SignalStream
+from tradeguard.chaos.runner import ResponderView
+from tradeguard.config import Layer
+from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
+from tradeguard.stack.layout import StackLayout
+from tradeguard.stack.render import ensure_token
+from tradeguard.stack.stack import Stack
+
+
+@dataclass
+class LiveStack:
+    stack: Stack
+    view: ResponderView
+    generator: SignalGenerator
+    stop: threading.Event
+    results: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def layout(self) -> StackLayout:
+        return self.stack.layout
+
+
+@pytest.fixture(scope="module")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    run_dir: Path = tmp_path_factory.mktemp("stack")
+    layout = StackLayout.allocate(run_dir, profile="fast", replicas=2)
+    stack = Stack(layout).start()
+    stop = threading.Event()
+    try:
+        gen = SignalGenerator(
+            SignalStream(
+                make_client(layout.redis_url(Layer.SIGNAL_STREAM), socket_timeout=1), Keys()
+            ),
+            GeneratorConfig(rate=20, seed=5),
+        )
+        thread = threading.Thread(target=gen.run, args=(stop,), daemon=True)
+        thread.start()
+        yield LiveStack(stack, ResponderView(layout.responder_url, ensure_token(layout)), gen, stop)
+    finally:
+        stop.set()
+        stack.stop()

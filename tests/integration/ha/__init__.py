@@ -1,0 +1,1 @@
+"""Fault tests of the HA coordinator: real replicas, real Redis, SQLite and PostgreSQL."""

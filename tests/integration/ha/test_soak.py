@@ -1,0 +1,229 @@
+"""A bounded, seeded fault soak under a steady signal stream, ending with the Jepsen final read.
+
+A nemesis injects a seeded schedule of faults on the three replicas: SIGKILL (restarted after a
+while), SIGSTOP (resumed), a cut from Redis or from the database (drop or blackhole), and a slow
+path (delay). At most two replicas are faulted at a time, so one can always make progress; the
+leader is the target about half of the time. Durations straddle the lease TTL, so some faults
+cause failovers and some do not. When the schedule is done everything heals, and the final read
+must find nothing lost, nothing unexpected, no order sent to the broker for a signal it had
+already executed, and every execution recorded.
+
+Reproducible: the schedule (kind, target rule, duration, gap) comes from the seed only; which
+replica "the leader" is, is resolved when the fault fires. Bounded: it stops injecting at the
+fault count or the time budget, whichever comes first (the defaults fit the suite's budget on
+two cores; ``TRADEGUARD_SOAK_FAULTS=200 TRADEGUARD_SOAK_SECONDS=180`` is the long run). About
+mechanics, so the timing is lowered (TTL 2 s, renew 0.25 s, deadline 1 s).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tradeguard.ha.ledger import LedgerUnavailable, open_ledger
+
+from .harness import FAST, SPAWNER, Cluster, Publisher, Replica, jepsen_check
+
+# 80 faults per ledger (160 in a run over both) fit the suite's budget: about 65 s each on two
+# cores. The time budget is only a cap for slower machines; the report says how many ran.
+FAULTS = int(os.environ.get("TRADEGUARD_SOAK_FAULTS", "80"))
+BUDGET = float(os.environ.get("TRADEGUARD_SOAK_SECONDS", "90"))
+SEED = int(os.environ.get("TRADEGUARD_SOAK_SEED", "20240404"))
+RATE = 10.0  # signals a second: well under what the cluster drains between faults
+MAX_FAULTED = 2  # replicas faulted at once; the third keeps the cluster able to progress
+# kind -> weight; "db" faults become Redis faults on SQLite (a local file has no network path)
+KINDS = {"kill": 2, "pause": 3, "redis": 2, "db": 2, "delay": 1}
+
+
+@dataclass(frozen=True)
+class Planned:
+    kind: str
+    on_leader: bool
+    pick: float  # chooses among the eligible replicas when not on the leader
+    mode: str  # drop | blackhole for cuts
+    duration: float
+    gap: float  # before the next fault
+
+
+def plan(seed: int, count: int) -> list[Planned]:
+    rng = random.Random(seed)
+    kinds, weights = zip(*KINDS.items(), strict=True)
+    out = []
+    for _ in range(count):
+        kind = rng.choices(kinds, weights)[0]
+        out.append(
+            Planned(
+                kind=kind,
+                on_leader=rng.random() < 0.5,
+                pick=rng.random(),
+                mode=rng.choice(("drop", "blackhole")),
+                # 0.2 - 2.5 s: below and above the 2 s TTL
+                duration=round(rng.uniform(0.2, 2.5), 2),
+                gap=round(rng.uniform(0.1, 0.4), 2),
+            )
+        )
+    return out
+
+
+class Nemesis:
+    """Applies the plan; tracks what is faulted and heals it when due."""
+
+    def __init__(self, cluster: Cluster, ledger_url: str) -> None:
+        self.cluster = cluster
+        self.has_db_path = ledger_url.startswith("postgresql://")
+        self.ledger = open_ledger(ledger_url, timeout=0.5)
+        self.active: dict[str, tuple[float, Callable[[], None]]] = {}  # id -> (heal at, heal)
+        self.restarts: list[Future[object]] = []
+        self.restart_errors: list[str] = []
+        self.injected: Counter[str] = Counter()
+        self.on_leader = 0
+        self.log: list[str] = []  # what happened when, written next to the replicas' logs
+
+    def leader_id(self) -> str | None:
+        # Its own short-timeout handle: a frozen replica may hold a SQLite ledger's lock, and
+        # the nemesis must keep healing on time meanwhile.
+        try:
+            record = self.ledger.read()
+        except LedgerUnavailable:
+            return None
+        return None if record.expired else record.holder
+
+    def note(self, what: str) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime()) + f".{int(time.time() % 1 * 1000):03d}"
+        self.log.append(f"{stamp} {what}")
+
+    def heal_due(self, now: float, everything: bool = False) -> None:
+        for rid, (due, heal) in list(self.active.items()):
+            if everything or now >= due:
+                self.note(f"heal {rid}")
+                heal()
+                if rid in self.active and self.active[rid][1] is heal:
+                    del self.active[rid]
+
+    def _restarted(self, replica: Replica, future: Future[object]) -> None:
+        if future.exception() is not None:
+            self.restart_errors.append(f"{replica.id}: {future.exception()}")
+        self.active.pop(replica.id, None)
+
+    def inject(self, fault: Planned) -> None:
+        eligible = sorted(r for r in self.cluster.replicas if r not in self.active)
+        leader = self.leader_id()
+        if fault.on_leader and leader in eligible:
+            rid = leader
+        else:
+            rid = eligible[int(fault.pick * len(eligible))]
+        assert rid is not None
+        replica = self.cluster[rid]
+        self.on_leader += rid == leader
+        due = time.monotonic() + fault.duration
+        kind = fault.kind
+        if kind == "db" and not self.has_db_path:
+            kind = "redis"
+        self.note(
+            f"{kind} {fault.mode if kind in ('redis', 'db') else ''} on {rid} "
+            f"(leader {leader}) for {fault.duration}s"
+        )
+        if kind == "kill":
+            replica.kill()
+
+            def heal() -> None:
+                # Restart in the background (it takes about a second); the replica stays
+                # counted as faulted until it answers again.
+                self.active[rid] = (float("inf"), lambda: None)
+                future = SPAWNER.submit(replica.start)
+                future.add_done_callback(lambda f: self._restarted(replica, f))
+                self.restarts.append(future)
+
+            self.active[rid] = (due, heal)
+            self.injected["kill"] += 1
+        elif kind == "pause":
+            replica.pause()
+            self.active[rid] = (due, replica.resume)
+            self.injected["pause"] += 1
+        elif kind in ("redis", "db"):
+            proxy = replica.redis_proxy if kind == "redis" else replica.db_proxy
+            assert proxy is not None
+            proxy.set_mode(fault.mode)
+            self.active[rid] = (due, proxy.pass_through)
+            self.injected[f"{kind}-{fault.mode}"] += 1
+        else:
+            proxy = replica.proxies[int(fault.pick * 10) % len(replica.proxies)]
+            proxy.delay(round(0.05 + fault.pick * 0.25, 3))
+            self.active[rid] = (due, proxy.pass_through)
+            self.injected["delay"] += 1
+
+    def wait_slot(self, until: float) -> None:
+        while len(self.active) >= MAX_FAULTED and time.monotonic() < until:
+            self.heal_due(time.monotonic())
+            time.sleep(0.02)
+
+    def finish(self) -> None:
+        self.heal_due(time.monotonic(), everything=True)
+        futures.wait(self.restarts, timeout=30)
+        for replica in self.cluster:
+            if not replica.running:  # a restart that failed: try once more
+                replica.start()
+        self.ledger.close()
+
+
+@pytest.mark.soak
+def test_seeded_fault_soak_loses_nothing_and_sends_nothing_twice(
+    ledger_url: str,
+    tmp_path: Path,
+    make_cluster: Callable[..., Cluster],
+    make_publisher: Callable[..., Publisher],
+) -> None:
+    schedule = plan(SEED, FAULTS)
+    cluster = make_cluster(ledger_url, timing=FAST, broker_latency=0.01).start()
+    cluster.wait_leader(15)
+    first_epoch = cluster.epoch()
+    publisher = make_publisher(rate=RATE, prefix="soak").start()
+    publisher.wait_executed(cluster, 20, 15)
+
+    nemesis = Nemesis(cluster, ledger_url)
+    started = time.monotonic()
+    until = started + BUDGET
+    done = 0
+    try:
+        for fault in schedule:
+            nemesis.wait_slot(until)
+            if time.monotonic() >= until:
+                break
+            nemesis.inject(fault)
+            done += 1
+            next_at = time.monotonic() + fault.gap
+            while time.monotonic() < next_at:  # the gap is part of the seeded schedule
+                nemesis.heal_due(time.monotonic())
+                time.sleep(0.02)
+    finally:
+        nemesis.finish()
+        (tmp_path / "nemesis.log").write_text("\n".join(nemesis.log) + "\n")
+    injecting = time.monotonic() - started
+
+    cluster.wait_leader(FAST.failover_bound + 10)
+    publisher.wait_executed(cluster, len(publisher.accepted) + 20, 30)  # still making progress
+    report = jepsen_check(cluster, publisher, timeout=90)
+    failovers = cluster.epoch() - first_epoch
+    print(
+        f"\nsoak ({ledger_url.split(':', 1)[0]}, seed {SEED}): {done} faults in "
+        f"{injecting:.0f}s ({done}/{FAULTS} planned, budget {BUDGET:.0f}s): "
+        f"{dict(sorted(nemesis.injected.items()))}, {nemesis.on_leader} on the leader; "
+        f"{failovers} epochs\n"
+        f"signals: published {report.accepted} (+{report.indeterminate} indeterminate), "
+        f"executed {report.executed}; lost {len(report.lost)}, unexpected "
+        f"{len(report.unexpected)}, duplicate {len(report.duplicate)}, unrecorded "
+        f"{len(report.unrecorded)}; re-sent after an unknown outcome {len(report.resent)}, "
+        f"duplicate results {len(report.result_duplicates)}"
+    )
+    assert nemesis.restart_errors == []
+    assert done == FAULTS or injecting >= BUDGET
+    report.assert_clean()

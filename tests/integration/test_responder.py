@@ -1,0 +1,597 @@
+"""The responder's intake against a real server, real SQLite and a real PostgreSQL.
+
+Each test starts a responder on a free loopback port and talks HTTP to it as Alertmanager
+would. What was stored is checked by querying the history table directly, not through the
+code under test.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from tradeguard.errors import ConfigError, ServiceError
+from tradeguard.process import wait_until
+from tradeguard.process.ports import free_port
+from tradeguard.process.services import PostgresServer, require_binary
+from tradeguard.responder.auth import AuthConfigError
+from tradeguard.responder.channels import Channel, ConsoleChannel, JsonlChannel
+from tradeguard.responder.cli import alerts_app
+from tradeguard.responder.service import (
+    ResponderServer,
+    ResponderSettings,
+    load_responder_settings,
+)
+
+TOKEN = "responder-test-token-6f1c"
+FINGERPRINT = "a1b2c3d4e5f60718"
+STARTS_AT = "2024-05-01T10:00:00.123456789Z"
+
+
+# ---- payloads -------------------------------------------------------------------------------
+def alert(status: str = "firing", **overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "status": status,
+        "labels": {
+            "alertname": "RedisTradeStateLatencyHigh",
+            "severity": "critical",
+            "component": "redis_trade_state",
+            "instance": "127.0.0.1:6379",
+        },
+        "annotations": {
+            "summary": "Trade-state Redis reads are slow.",
+            "description": "p99 read latency is 12ms (threshold 5ms).",
+            "runbook_url": "docs/runbooks/RedisTradeStateLatencyHigh.md",
+        },
+        "startsAt": STARTS_AT,
+        "endsAt": "2024-05-01T10:03:30Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+        "generatorURL": "http://127.0.0.1:9090/graph",
+        "fingerprint": FINGERPRINT,
+    }
+    base.update(overrides)
+    return base
+
+
+def payload(*alerts: dict[str, Any], receiver: str = "chat-critical") -> dict[str, Any]:
+    items = list(alerts) or [alert()]
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="RedisTradeStateLatencyHigh"}',
+        "truncatedAlerts": 0,
+        "status": "firing" if any(a["status"] == "firing" for a in items) else "resolved",
+        "receiver": receiver,
+        "groupLabels": {"alertname": "RedisTradeStateLatencyHigh"},
+        "commonLabels": {"alertname": "RedisTradeStateLatencyHigh", "severity": "critical"},
+        "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+        "alerts": items,
+    }
+
+
+def body(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode()
+
+
+# ---- services -------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _no_responder_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from the tests alone, whatever TRADEGUARD_RESPONDER_* the shell has."""
+    for name in list(os.environ):
+        if name.startswith("TRADEGUARD_RESPONDER_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One PostgreSQL for the module; each test gets its own database in it."""
+    server = PostgresServer(tmp_path_factory.mktemp("pg")).start()
+    try:
+        # The harness's health check is "port open", which happens before PostgreSQL accepts
+        # connections ("the database system is starting up"); wait for a real query.
+        wait_until(lambda: _answers(server.url), 30, "PostgreSQL to accept connections")
+        yield server
+    finally:
+        server.stop()
+        if server.workdir.name.startswith("tradeguard-pg-"):  # root: a private temp dir
+            shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def _answers(url: str) -> bool:
+    with psycopg.connect(url, connect_timeout=2) as conn:
+        return conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def fresh_database(server: PostgresServer) -> str:
+    name = f"responder_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    return server.url.rsplit("/", 1)[0] + "/" + name
+
+
+def stored_count(history_url: str) -> int:
+    """Rows in alert_events, read straight from the database."""
+    if history_url.startswith("sqlite:///"):
+        path = history_url.removeprefix("sqlite:///")
+        if not Path(path).exists():
+            return 0
+        with sqlite3.connect(path) as conn:
+            return int(conn.execute("SELECT count(*) FROM alert_events").fetchone()[0])
+    with psycopg.connect(history_url) as conn:
+        row = conn.execute("SELECT count(*) FROM alert_events").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+@dataclass
+class Responder:
+    server: ResponderServer
+    history_url: str
+    jsonl: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def post(
+        self,
+        content: bytes | Iterator[bytes],
+        token: str | None = TOKEN,
+        content_type: str = "application/json",
+        **headers: str,
+    ) -> httpx.Response:
+        hdrs = {"Content-Type": content_type, **headers}
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {token}"
+        return httpx.post(self.server.webhook_url, content=content, headers=hdrs, timeout=10)
+
+    def get(self, path: str, token: str | None = TOKEN, **params: Any) -> httpx.Response:
+        hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(self.url + path, headers=hdrs, params=params, timeout=10)
+
+    def notifications(self) -> list[dict[str, Any]]:
+        if not self.jsonl.exists():
+            return []
+        return [json.loads(line) for line in self.jsonl.read_text().splitlines()]
+
+    def stored(self) -> int:
+        return stored_count(self.history_url)
+
+    def counter(self, name: str, **labels: str) -> float:
+        value = self.server.metrics.registry.get_sample_value(name, labels)
+        return value if value is not None else 0.0
+
+
+StartResponder = Callable[..., Responder]
+
+
+@pytest.fixture
+def start_responder(tmp_path: Path) -> Iterator[StartResponder]:
+    """Starts responders (token auth, JSONL channel) and stops them all at the end."""
+    started: list[ResponderServer] = []
+
+    def start(
+        history_url: str | None = None,
+        channels: list[Channel] | None = None,
+        **settings: Any,
+    ) -> Responder:
+        url = history_url or f"sqlite:///{tmp_path / 'history.sqlite3'}"
+        jsonl = tmp_path / "notifications.jsonl"
+        values: dict[str, Any] = {
+            "port": 0,
+            "token": TOKEN,
+            "history_url": url,
+            "jsonl_path": jsonl,
+            "console": False,
+        }
+        values.update(settings)
+        config = ResponderSettings(**values)
+        server = ResponderServer(config, channels=channels).start()
+        started.append(server)
+        return Responder(server, url, jsonl)
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.sqlite3'}"
+    return fresh_database(request.getfixturevalue("postgres"))
+
+
+# ---- storage, idempotency, notifications (both backends) ---------------------------------------
+def test_firing_duplicate_resolved(start_responder: StartResponder, history_url: str) -> None:
+    r = start_responder(history_url)
+
+    first = r.post(body(payload()))
+    assert first.status_code == 200, first.text
+    assert first.json() == {"accepted": 1, "duplicates": 0}
+    firing = r.get("/api/alerts/firing").json()
+    assert firing["count"] == 1
+    shown = firing["alerts"][0]
+    assert shown["alertname"] == "RedisTradeStateLatencyHigh"
+    assert shown["fingerprint"] == FINGERPRINT and shown["status"] == "firing"
+    assert shown["starts_at"] == "2024-05-01T10:00:00.123456Z"
+    assert shown["severity"] == "critical" and shown["instance"] == "127.0.0.1:6379"
+    assert shown["labels"]["component"] == "redis_trade_state"
+    (note,) = r.notifications()
+    assert note["status"] == "firing" and note["severity"] == "critical"
+    assert note["summary"] == "Trade-state Redis reads are slow."
+
+    # The same delivery from a second Alertmanager replica (or a second receiver).
+    again = r.post(body(payload(receiver="pager")))
+    assert again.status_code == 200
+    assert again.json() == {"accepted": 0, "duplicates": 1}
+    assert r.stored() == 1
+    assert len(r.notifications()) == 1
+
+    resolved = r.post(body(payload(alert("resolved"))))
+    assert resolved.json() == {"accepted": 1, "duplicates": 0}
+    assert r.get("/api/alerts/firing").json() == {"count": 0, "alerts": []}
+    assert r.stored() == 2
+    notes = r.notifications()
+    assert [n["status"] for n in notes] == ["firing", "resolved"]
+    recovered = notes[1]["recovered"]
+    assert "RedisTradeStateLatencyHigh on 127.0.0.1:6379 recovered after 3m29s" in recovered
+    assert "back within threshold (5ms)" in recovered
+    assert "Trade-state Redis reads are slow." in recovered
+
+    assert r.post(body(payload(alert("resolved")))).json() == {"accepted": 0, "duplicates": 1}
+    assert len(r.notifications()) == 2
+
+    history = r.get("/api/alerts/history").json()["alerts"]
+    assert [e["status"] for e in history] == ["resolved", "firing"]
+    assert history[0]["ends_at"] == "2024-05-01T10:03:30.000000Z"
+
+    assert r.counter("tradeguard_responder_webhooks_total", status="accepted") == 2
+    assert r.counter("tradeguard_responder_webhooks_total", status="duplicate") == 2
+    assert r.counter("tradeguard_responder_alert_events_total", status="firing") == 1
+    assert r.counter("tradeguard_responder_alert_events_total", status="resolved") == 1
+    assert r.counter("tradeguard_responder_notifications_total", status="sent") == 2
+
+
+def test_concurrent_replicas_store_and_notify_once(
+    start_responder: StartResponder, history_url: str
+) -> None:
+    r = start_responder(history_url)
+    deliveries = [body(payload(receiver=f"replica-{i}")) for i in range(8)]
+    barrier = threading.Barrier(len(deliveries))
+
+    def deliver(content: bytes) -> dict[str, int]:
+        barrier.wait()
+        response = r.post(content)
+        assert response.status_code == 200, response.text
+        result: dict[str, int] = response.json()
+        return result
+
+    with ThreadPoolExecutor(len(deliveries)) as pool:
+        results = list(pool.map(deliver, deliveries))
+    assert sum(x["accepted"] for x in results) == 1
+    assert sum(x["duplicates"] for x in results) == 7
+    assert r.stored() == 1
+    assert len(r.notifications()) == 1
+
+
+def test_newer_occurrence_replaces_an_unresolved_older_one(
+    start_responder: StartResponder, history_url: str
+) -> None:
+    """A lost resolved notice must not leave a ghost alert firing forever."""
+    r = start_responder(history_url)
+    r.post(body(payload(alert(startsAt="2024-05-01T09:00:00Z"))))
+    r.post(body(payload(alert(startsAt="2024-05-01T11:00:00Z"))))
+    firing = r.get("/api/alerts/firing").json()["alerts"]
+    assert [a["starts_at"] for a in firing] == ["2024-05-01T11:00:00.000000Z"]
+
+
+# ---- rejected deliveries store nothing -------------------------------------------------------
+def _huge_chunks() -> Iterator[bytes]:
+    """A body without Content-Length (chunked), larger than the 1 MiB default limit."""
+    yield b'{"version": "4", "padding": "'
+    for _ in range(40):
+        yield b"x" * 65536
+    yield b'"}'
+
+
+BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
+    ("wrong version", {"content": body(payload() | {"version": "3"})}, 422, "version"),
+    (
+        "missing field",
+        {"content": body({k: v for k, v in payload().items() if k != "alerts"})},
+        422,
+        "alerts: field required",
+    ),
+    (
+        "second alert invalid",
+        {"content": body(payload(alert(), alert(fingerprint="ff", labels={"x": "y"})))},
+        422,
+        "alerts[1].labels",
+    ),
+    ("bad json", {"content": b'{"version": "4", '}, 400, "not valid JSON"),
+    ("huge body", {"content": b"{" + b" " * (2 * 1024 * 1024) + b"}"}, 413, "limit"),
+    ("huge chunked body", {"content": "chunks"}, 413, "limit"),
+    ("wrong token", {"content": body(payload()), "token": "nope"}, 401, "wrong credentials"),
+    ("missing token", {"content": body(payload()), "token": None}, 401, "missing credentials"),
+    (
+        "wrong content type",
+        {"content": body(payload()), "content_type": "text/plain"},
+        415,
+        "application/json",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_args", "status", "message"),
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
+def test_bad_deliveries_are_refused_and_store_nothing(
+    start_responder: StartResponder, request_args: dict[str, Any], status: int, message: str
+) -> None:
+    r = start_responder()
+    args = dict(request_args)
+    if args["content"] == "chunks":
+        args["content"] = _huge_chunks()
+    response = r.post(**args)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert message in response.json()["error"]
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert r.stored() == 0
+    assert r.notifications() == []
+    assert r.counter("tradeguard_responder_webhooks_total", status="rejected") == 1
+    assert r.counter("tradeguard_responder_alert_events_total", status="firing") == 0
+    # The responder is still healthy and accepts the next good delivery.
+    assert r.post(body(payload())).json() == {"accepted": 1, "duplicates": 0}
+
+
+def test_validation_errors_list_every_problem(start_responder: StartResponder) -> None:
+    r = start_responder()
+    doc = payload(alert(fingerprint="zz"))
+    doc["version"] = "5"
+    problems = r.post(body(doc)).json()["problems"]
+    assert len(problems) == 2
+    assert problems[0].startswith("version:") and problems[1].startswith("alerts[0].fingerprint")
+
+
+def test_a_failing_store_is_a_503_so_alertmanager_retries(start_responder: StartResponder) -> None:
+    r = start_responder()
+    r.server.history.close()  # the store goes away under the running responder
+    response = r.post(body(payload()))
+    assert response.status_code == 503
+    assert "retry" in response.json()["error"]
+    assert r.notifications() == []
+    assert r.counter("tradeguard_responder_webhooks_total", status="accepted") == 0
+    assert r.counter("tradeguard_http_requests_total", status="5xx") == 1
+    health = r.get("/healthz", token=None)
+    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    assert r.get("/api/alerts/firing").status_code == 503
+
+
+# ---- the read API, health, metrics --------------------------------------------------------------
+def test_history_api_limits_filters_and_needs_credentials(start_responder: StartResponder) -> None:
+    r = start_responder()
+    for i in range(3):
+        r.post(body(payload(alert(fingerprint=f"{i:016x}"))))
+    other = alert(fingerprint="00000000000000ff")
+    other["labels"] = other["labels"] | {"alertname": "DuckDBWriteFailures"}
+    r.post(body(payload(other)))
+
+    assert r.get("/api/alerts/history").json()["count"] == 4
+    assert r.get("/api/alerts/history", limit=2).json()["count"] == 2
+    only = r.get("/api/alerts/history", alertname="DuckDBWriteFailures").json()["alerts"]
+    assert [e["fingerprint"] for e in only] == ["00000000000000ff"]
+    for bad in ("0", "1001", "-1", "ten"):
+        response = r.get("/api/alerts/history", limit=bad)
+        assert response.status_code == 400 and "limit" in response.json()["error"]
+    assert r.get("/api/alerts/firing", token=None).status_code == 401
+    assert r.get("/api/alerts/history", token="wrong").status_code == 401
+    missing = r.get("/nope")
+    assert missing.status_code == 404 and "error" in missing.json()
+    assert httpx.get(r.server.webhook_url).status_code == 405
+    assert r.get("/healthz", token=None).json() == {"status": "ok"}
+
+
+def test_metrics_page_is_valid_and_counts(start_responder: StartResponder) -> None:
+    r = start_responder()
+    r.post(body(payload()))
+    r.post(body(payload()))
+    r.post(b"{", token=TOKEN)
+    page = r.get("/metrics", token=None)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = page.text
+    assert 'tradeguard_responder_webhooks_total{status="accepted"} 1.0' in text
+    assert 'tradeguard_responder_webhooks_total{status="duplicate"} 1.0' in text
+    assert 'tradeguard_responder_webhooks_total{status="rejected"} 1.0' in text
+    assert 'tradeguard_responder_alert_events_total{status="firing"} 1.0' in text
+    assert 'tradeguard_responder_notifications_total{status="sent"} 1.0' in text
+    assert 'tradeguard_http_requests_total{status="2xx"} 2.0' in text  # the scrape counts later
+    assert 'tradeguard_http_requests_total{status="4xx"} 1.0' in text
+    assert "tradeguard_http_request_duration_seconds_count 3.0" in text
+    assert "process_resident_memory_bytes" in text
+    check = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=page.content,
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+    again = r.get("/metrics", token=None).text
+    assert 'tradeguard_http_requests_total{status="2xx"} 3.0' in again
+
+
+# ---- channels ----------------------------------------------------------------------------------
+def test_console_channel_prints_one_line_per_event(
+    start_responder: StartResponder, tmp_path: Path
+) -> None:
+    out = io.StringIO()
+    console = ConsoleChannel(Console(file=out, width=300, color_system=None))
+    r = start_responder(channels=[console, JsonlChannel(tmp_path / "notifications.jsonl")])
+    r.post(body(payload(alert(annotations={"summary": "slow [p99] reads"}))))
+    r.post(body(payload(alert("resolved"))))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("FIRING") and "critical" in lines[0]
+    assert "RedisTradeStateLatencyHigh 127.0.0.1:6379" in lines[0]
+    assert "slow [p99] reads" in lines[0]  # printed as text, not taken for markup
+    assert lines[1].startswith("RESOLVED") and "recovered after 3m29s" in lines[1]
+
+
+def test_a_failing_channel_does_not_block_the_others(
+    start_responder: StartResponder, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where a directory should be")
+    good = JsonlChannel(tmp_path / "notifications.jsonl")
+    r = start_responder(channels=[JsonlChannel(blocked / "out.jsonl"), good])
+    assert r.post(body(payload())).json() == {"accepted": 1, "duplicates": 0}
+    assert len(r.notifications()) == 1
+    assert r.counter("tradeguard_responder_notifications_total", status="failed") == 1
+    assert r.counter("tradeguard_responder_notifications_total", status="sent") == 1
+
+
+# ---- start-up, auth modes, restarts ---------------------------------------------------------
+def test_refuses_to_start_without_credentials(tmp_path: Path) -> None:
+    settings = ResponderSettings(port=0, history_url=f"sqlite:///{tmp_path / 'h.db'}")
+    with pytest.raises(AuthConfigError, match="--insecure"):
+        ResponderServer(settings)
+    with pytest.raises(AuthConfigError, match="cannot read bearer token"):
+        ResponderServer(settings.model_copy(update={"token_file": tmp_path / "missing"}))
+    with pytest.raises(ConfigError, match="history URL"):
+        load_responder_settings(history_url="mysql://db/x")
+
+
+def test_insecure_mode_accepts_anonymous_deliveries(start_responder: StartResponder) -> None:
+    r = start_responder(token=None, insecure=True)
+    assert r.post(body(payload()), token=None).json() == {"accepted": 1, "duplicates": 0}
+
+
+def test_token_file_and_basic_auth(start_responder: StartResponder, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("file-token\n")
+    (tmp_path / "password").write_text("pa:ss wörd\n")
+    r = start_responder(
+        token=None,
+        token_file=tmp_path / "token",
+        basic_user="alertmanager",
+        basic_password_file=tmp_path / "password",
+    )
+    assert r.post(body(payload()), token="file-token").status_code == 200
+    url, json_type = r.server.webhook_url, {"Content-Type": "application/json"}
+    ok = httpx.post(
+        url, content=body(payload()), headers=json_type, auth=("alertmanager", "pa:ss wörd")
+    )
+    assert ok.status_code == 200 and ok.json()["duplicates"] == 1
+    wrong = httpx.post(
+        url, content=body(payload()), headers=json_type, auth=("alertmanager", "pass")
+    )
+    assert wrong.status_code == 401
+    assert "Basic" in wrong.headers["www-authenticate"]
+
+
+def test_history_and_idempotency_survive_a_restart(
+    start_responder: StartResponder, tmp_path: Path
+) -> None:
+    first = start_responder()
+    first.post(body(payload()))
+    first.server.stop()
+    second = start_responder()
+    assert second.get("/api/alerts/firing").json()["count"] == 1
+    assert second.post(body(payload())).json() == {"accepted": 0, "duplicates": 1}
+    assert len(second.notifications()) == 1
+
+
+def test_serve_runs_in_the_foreground_until_stopped(tmp_path: Path) -> None:
+    settings = ResponderSettings(
+        port=0, token=TOKEN, console=False, history_url=f"sqlite:///{tmp_path / 'h.db'}"
+    )
+    server = ResponderServer(settings)
+    stop = threading.Event()
+    runner = threading.Thread(target=server.serve, args=(stop,))
+    runner.start()
+    try:
+        wait_until(
+            lambda: httpx.get(server.url + "/healthz").status_code == 200, 10, "serve() to answer"
+        )
+    finally:
+        stop.set()
+        runner.join(15)
+    assert not runner.is_alive()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(server.url + "/healthz")
+
+
+def test_port_in_use_is_a_clear_error(start_responder: StartResponder, tmp_path: Path) -> None:
+    r = start_responder()
+    settings = ResponderSettings(
+        port=r.server.port, token=TOKEN, history_url=f"sqlite:///{tmp_path / 'other.db'}"
+    )
+    server = ResponderServer(settings)
+    try:
+        with pytest.raises(ServiceError, match="cannot listen"):
+            server.start()
+    finally:
+        server.stop()
+
+
+# ---- the `tradeguard alerts` CLI ---------------------------------------------------------------
+def test_cli_firing_prints_the_firing_alert(start_responder: StartResponder) -> None:
+    r = start_responder()
+    r.post(body(payload()))
+    runner = CliRunner()
+    result = runner.invoke(
+        alerts_app, ["firing", "--url", r.url], env={"TRADEGUARD_RESPONDER_TOKEN": TOKEN}
+    )
+    assert result.exit_code == 0, result.output
+    assert "RedisTradeStateLatencyHigh" in result.stdout
+    assert "critical" in result.stdout and "1 alert(s) firing" in result.stdout
+
+    history = runner.invoke(
+        alerts_app,
+        ["history", "--url", r.url, "--limit", "5"],
+        env={"TRADEGUARD_RESPONDER_TOKEN": TOKEN},
+    )
+    assert history.exit_code == 0, history.output
+    assert "FIRING" in history.stdout
+
+    denied = runner.invoke(
+        alerts_app, ["firing", "--url", r.url], env={"TRADEGUARD_RESPONDER_TOKEN": "bad"}
+    )
+    assert denied.exit_code == 1
+    assert "refused the credentials" in denied.stderr
+
+
+def test_cli_reports_an_unreachable_responder() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = subprocess.run(
+        [sys.executable, "-m", "tradeguard.responder.cli", "firing", "--url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"the responder at {url} is unreachable" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
