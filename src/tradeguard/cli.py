@@ -146,7 +146,12 @@ def publish(
     except InvalidSignal as exc:
         raise _fail(f"invalid signal ({exc.reason}): {exc.detail}") from None
     except PublishError as exc:
-        raise _fail(f"not published: {exc}", code=1) from None
+        hint = (
+            f"; it may still have been queued: publishing again with --id {sig.signal_id} is safe"
+            if exc.maybe_queued
+            else ""
+        )
+        raise _fail(f"not published: {exc}{hint}", code=1) from None
     except TradeguardError as exc:
         raise _fail(str(exc)) from None
     console.print(f"published {sig.signal_id} as entry {entry.decode()}")

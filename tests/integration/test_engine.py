@@ -210,12 +210,14 @@ def test_redis_restart_under_load_loses_nothing_and_duplicates_nothing(
         conn_errors = sample(svc, "tradeguard_redis_connection_errors_total", layer="signal_stream")
     filled = set(book.fills())
     lost = published - set(per_signal)
-    unexpected = set(per_signal) - published
+    # A publish that timed out as Redis went down may still have been queued (outcome unknown):
+    # it may execute, but was never promised.
+    unexpected = set(per_signal) - published - set(gen.report.indeterminate)
     # The engine never sends an order twice: after a fault it asks the broker first.
     duplicated_orders = {k: v for k, v in book.attempts().items() if v > 1}
     assert errors_at_restart >= 5  # publish errors surfaced to the caller, not swallowed
     assert lost == set(), f"lost {len(lost)} acknowledged signals"
     assert unexpected == set()
     assert duplicated_orders == {}
-    assert filled <= published
+    assert filled <= published | set(gen.report.indeterminate)
     assert conn_errors > 0

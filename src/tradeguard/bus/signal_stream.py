@@ -34,7 +34,16 @@ ID_MEMORY_SECONDS = 86_400
 
 
 class PublishError(TradeguardError):
-    """The signal was not accepted; the caller must retry or report it (nothing was queued)."""
+    """The signal was not confirmed as queued; the caller must retry or report it.
+
+    ``maybe_queued`` is True when Redis may have appended it before the failure showed (a
+    timeout or a connection dropped mid-command): the outcome is unknown. Retrying with the
+    same signal id is always safe, since a second publish of an accepted id is rejected.
+    """
+
+    def __init__(self, message: str, maybe_queued: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_queued = maybe_queued
 
 
 class DuplicateSignal(PublishError):
@@ -93,7 +102,9 @@ class SignalStream:
         except CONNECTION_ERRORS as exc:
             self.instruments.connection_error()
             self._count_publish_error("redis_error")
-            raise PublishError(f"signal {signal.signal_id} not published: {exc}") from exc
+            raise PublishError(
+                f"signal {signal.signal_id} not confirmed: {exc}", maybe_queued=True
+            ) from exc
         if entry_id is None:
             self._count_publish_error("duplicate")
             raise DuplicateSignal(f"signal id {signal.signal_id} was already published")

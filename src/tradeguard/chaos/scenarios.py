@@ -149,9 +149,9 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "signal-backlog",
-            "Every engine pauses intake while strategies keep publishing.",
+            f"Every engine pauses intake and a strategy bursts {BURST} signals.",
             "SignalBacklog",
-            _intake(True),
+            _pause_with_burst,
             _intake(False),
         ),
         Scenario(

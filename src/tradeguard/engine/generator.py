@@ -32,6 +32,9 @@ class GeneratorConfig:
 @dataclass
 class GeneratorReport:
     published: list[str] = field(default_factory=list)
+    # ids whose publish failed in a way that may still have queued them (outcome unknown):
+    # they may be executed, but nobody was promised they would be
+    indeterminate: list[str] = field(default_factory=list)
     invalid: int = 0
     errors: int = 0
     last_error: str = ""
@@ -83,6 +86,9 @@ class SignalGenerator:
             self.stream.publish(signal)
         except PublishError as exc:
             self._error(exc)
+            if exc.maybe_queued:
+                with self._lock:
+                    self.report.indeterminate.append(signal.signal_id)
             return None
         with self._lock:
             self.report.published.append(signal.signal_id)

@@ -278,6 +278,12 @@ class Engine:
         while True:
             attempts += 1
             start = time.perf_counter()
+            # The intent was fenced when it was recorded, but this process may have been
+            # frozen since (GC, SIGSTOP, a stalled VM) and lost its lease meanwhile: check
+            # again just before the order leaves. If the term is over, send nothing; the
+            # entry stays pending and the next leader reconciles it with the broker.
+            if not self.fence.may_execute():
+                raise FenceLost(f"term over before sending {order.client_order_id}")
             try:
                 if not self.broker.connected:
                     self._connect_broker()

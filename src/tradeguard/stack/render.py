@@ -68,7 +68,20 @@ def render_prometheus(deploy: Path, layout: StackLayout) -> Path:
     doc["rule_files"] = [str(p) for p in rules]
     for am in doc["alerting"]["alertmanagers"]:
         am["file_sd_configs"] = [{"files": [str(targets_dir / "alertmanager.yml")]}]
-    local: dict[str, list[tuple[str, dict[str, str]]]] = {
+    local = local_targets(layout)
+    for job in doc["scrape_configs"]:
+        name = job["job_name"]
+        path = targets_dir / f"{name}.yml"
+        path.write_text(yaml.safe_dump(_targets(local.get(name, [])), sort_keys=False))
+        job["file_sd_configs"] = [{"files": [str(path)]}]
+    config = base / "prometheus.yml"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False, width=100))
+    return config
+
+
+def local_targets(layout: StackLayout) -> dict[str, list[tuple[str, dict[str, str]]]]:
+    """Job name -> (address, target labels) of every scrape target the local stack runs."""
+    return {
         "redis": [
             (f"{LOOPBACK}:{port}", {"layer": layer, "service": "redis"})
             for layer, port in layout.exporter_ports.items()
@@ -82,14 +95,6 @@ def render_prometheus(deploy: Path, layout: StackLayout) -> Path:
         "prometheus": [(f"{LOOPBACK}:{layout.prometheus_port}", {"service": "prometheus"})],
         "alertmanager": [(f"{LOOPBACK}:{layout.alertmanager_port}", {"service": "alertmanager"})],
     }
-    for job in doc["scrape_configs"]:
-        name = job["job_name"]
-        path = targets_dir / f"{name}.yml"
-        path.write_text(yaml.safe_dump(_targets(local.get(name, [])), sort_keys=False))
-        job["file_sd_configs"] = [{"files": [str(path)]}]
-    config = base / "prometheus.yml"
-    config.write_text(yaml.safe_dump(doc, sort_keys=False, width=100))
-    return config
 
 
 def ensure_token(layout: StackLayout) -> str:

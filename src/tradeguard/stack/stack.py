@@ -27,7 +27,7 @@ from tradeguard.process.services import (
     RedisServer,
 )
 from tradeguard.stack.layout import StackLayout
-from tradeguard.stack.render import render_alertmanager, render_prometheus
+from tradeguard.stack.render import local_targets, render_alertmanager, render_prometheus
 
 log = logging.getLogger(__name__)
 STREAMS = "tg:signals,tg:results"
@@ -183,6 +183,9 @@ class Stack:
                 child.start()
                 self.layout.pids[name] = child.pid or 0
                 say(f"{name} up ({time.monotonic() - t0:.1f}s)")
+            t0 = time.monotonic()
+            self._wait_observed()
+            say(f"Prometheus scrapes every target ({time.monotonic() - t0:.1f}s)")
         except ServiceError:
             self.stop()
             raise
@@ -190,6 +193,52 @@ class Stack:
         self.layout.ready = True
         self.layout.save()
         return self
+
+    def _wait_observed(self, timeout: float = 30.0) -> None:
+        """Until Prometheus has scraped every local target successfully and knows Alertmanager.
+
+        Every process answering its health check is not enough: Prometheus applies discovered
+        targets a few seconds after it starts, and until its first scrape of a target no rule
+        can see that part. A stack is ready only once a fault would be noticed.
+        """
+        lay = self.layout
+        wanted = {(job, address) for job, rows in local_targets(lay).items() for address, _ in rows}
+        missing: list[str] = []
+
+        def observed() -> bool:
+            try:
+                targets = httpx.get(f"{lay.prometheus_url}/api/v1/targets", timeout=2).json()
+                managers = httpx.get(f"{lay.prometheus_url}/api/v1/alertmanagers", timeout=2)
+            except (httpx.HTTPError, ValueError) as exc:
+                missing[:] = [f"Prometheus API: {exc}"]
+                return False
+            up = {
+                (t["labels"].get("job"), t["labels"].get("instance")): t
+                for t in targets["data"]["activeTargets"]
+            }
+            missing[:] = [
+                f"{job} {address}: "
+                + (
+                    f"{up[(job, address)]['health']} {up[(job, address)].get('lastError', '')}"
+                    if (job, address) in up
+                    else "not discovered yet"
+                )
+                for job, address in sorted(wanted)
+                if up.get((job, address), {}).get("health") != "up"
+            ]
+            if not managers.json()["data"]["activeAlertmanagers"]:
+                missing.append("Prometheus does not know Alertmanager yet")
+            return not missing
+
+        deadline = time.monotonic() + timeout
+        while not observed():
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"Prometheus did not scrape every target within {timeout:.0f}s: "
+                    + "; ".join(missing)
+                    + f" (see {self.children['prometheus'].log_path})"
+                )
+            time.sleep(0.2)
 
     def stop(self) -> None:
         for child in reversed(list(self.children.values())):

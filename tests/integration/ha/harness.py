@@ -44,9 +44,12 @@ from tradeguard.process.proxy import TcpProxy
 from tradeguard.process.services import RedisServer
 
 KEYS = Keys()
-# How long after a fill's stamp it surely is visible to any sender's look-up (the stamp is taken
-# just before the fill is stored; a look-up and the send after it are two local SQLite calls).
-SETTLED = 0.25
+# How long after a fill's stamp an order for the same signal still counts as "in flight at the
+# same time" rather than "sent after the fill was there to be seen". A look-up and the send
+# after it are two local calls, but on a loaded two-core machine a scheduler stall between them
+# can take a few hundred milliseconds; a sender that skipped reconciliation sends only after a
+# failover, which takes at least the lease TTL (2 s in FAST timing), so 1 s separates the two.
+SETTLED = 1.0
 GROUP = "engine"  # the engine's consumer group on the signal stream (settings default)
 
 
@@ -548,7 +551,11 @@ class JepsenReport:
 
 
 def jepsen_check(cluster: Cluster, publisher: Publisher, timeout: float = 60.0) -> JepsenReport:
-    """Stop publishing, let the cluster catch up (bounded), then read everything and compare."""
+    """Stop publishing, let the cluster catch up, then read everything and compare.
+
+    The wait ends when every accepted signal is executed and recorded, or after ``timeout``
+    seconds in which nothing moved (no new fill, no new completion, no change in pending).
+    """
     publisher.stop()
     accepted = set(publisher.accepted)
 
@@ -559,10 +566,19 @@ def jepsen_check(cluster: Cluster, publisher: Publisher, timeout: float = 60.0) 
             wanted <= set(cluster.fills()) and wanted <= cluster.done() and cluster.pending() == 0
         )
 
-    try:
-        wait_until(caught_up, timeout, "the cluster to catch up", interval=0.25)
-    except TimeoutError:
-        pass  # the report says what is missing
+    def progress() -> tuple[int, int, int]:
+        return len(cluster.fills()), len(cluster.done()), cluster.pending()
+
+    # Bounded by progress, not by the clock alone: on a loaded machine catching up may take
+    # long, and that is not a fault; ``timeout`` seconds without any progress is.
+    last, last_change, cap = progress(), time.monotonic(), time.monotonic() + 10 * timeout
+    while not caught_up() and time.monotonic() < cap:
+        time.sleep(0.25)
+        now = progress()
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > timeout:
+            break  # stuck: the report says what is missing
     fills = cluster.fills()
     attempts = cluster.attempts()
     actions = cluster.ledger.actions()
