@@ -14,9 +14,10 @@ import httpx
 
 from tradeguard.bus import Keys, Signal, SignalStream
 from tradeguard.bus.connection import make_client
-from tradeguard.bus.results import RESULT_FIELD
+from tradeguard.bus.results import RESULT_FIELD, TradeResult
 from tradeguard.bus.signals import SIGNAL_FIELD
 from tradeguard.config import Settings, load_settings
+from tradeguard.engine.fencing import Intent, LocalFence
 from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
 from tradeguard.engine.paper import BrokerKnobs, MemoryBook, PaperBroker, SQLiteBook
 from tradeguard.engine.service import EngineOptions, EngineService
@@ -221,3 +222,54 @@ def test_redis_restart_under_load_loses_nothing_and_duplicates_nothing(
     assert duplicated_orders == {}
     assert filled <= published | set(gen.report.indeterminate)
     assert conn_errors > 0
+
+
+class FreezesAfterIntent:
+    """A fence whose term ends right after an intent is recorded, as when the process is
+    frozen (SIGSTOP, a long GC pause) between its fenced intent and the broker send."""
+
+    def __init__(self, inner: LocalFence) -> None:
+        self.inner = inner
+        self.term = True
+        self.intents = 0
+
+    def may_execute(self) -> bool:
+        return True
+
+    def holds_term(self) -> bool:
+        return self.term
+
+    def generation(self) -> int:
+        return 0
+
+    def begin(self, signal_id: str) -> Intent:
+        intent = self.inner.begin(signal_id)
+        self.intents += 1
+        if self.intents == 1:
+            self.term = False
+        return intent
+
+    def complete(self, result: TradeResult) -> None:
+        self.inner.complete(result)
+
+
+def test_an_order_is_not_sent_once_the_term_ended_after_its_intent(settings: Settings) -> None:
+    book = MemoryBook()
+    broker = PaperBroker(BrokerKnobs(latency=0.0005), book=book)
+    client = make_client(settings.redis_url)
+    fence = FreezesAfterIntent(LocalFence(client, Keys()))
+    with EngineService(settings, EngineOptions(metrics_port=0), broker=broker, fence=fence) as svc:
+        stream = SignalStream(client, Keys())
+        gen = SignalGenerator(stream, GeneratorConfig(rate=0))
+        (signal_id,) = gen.run(threading.Event(), limit=1).published
+        wait_until(lambda: fence.intents >= 1, 10, "the intent to be recorded")
+        wait_until(lambda: fence.intents >= 2, 10, "the engine to retry its own pending entry")
+        assert book.attempts() == {}  # nothing left for the broker while the term was over
+        assert client.xpending(svc.keys.signals, "engine")["pending"] == 1
+        fence.term = True
+        wait_until(lambda: signal_id in book.fills(), 10, "the signal executed once the term holds")
+        wait_until(
+            lambda: client.xpending(svc.keys.signals, "engine")["pending"] == 0, 10, "the ack"
+        )
+    assert book.attempts() == {signal_id: 1}
+    assert results_by_signal(svc) == Counter({signal_id: 1})

@@ -86,6 +86,9 @@ class ControlledFence:
     def may_execute(self) -> bool:
         return not self.control.paused and self.inner.may_execute()
 
+    def holds_term(self) -> bool:
+        return self.inner.holds_term()  # a paused intake stops new work, not work under way
+
     def generation(self) -> int:
         return self.inner.generation()
 

@@ -34,6 +34,10 @@ class Fence(Protocol):
     def may_execute(self) -> bool:
         """Whether this replica should take new work now (cheap; called every loop)."""
 
+    def holds_term(self) -> bool:
+        """Whether the term under which intents were recorded still holds (cheap; asked again
+        just before an order leaves, since the process may have been frozen since)."""
+
     def generation(self) -> int:
         """Changes whenever this replica starts a new term of work (a new epoch): the engine
         then takes over every pending entry at once instead of waiting for them to idle."""
@@ -53,6 +57,9 @@ class LocalFence:
         self.keys = keys
 
     def may_execute(self) -> bool:
+        return True
+
+    def holds_term(self) -> bool:
         return True
 
     def generation(self) -> int:

@@ -282,7 +282,7 @@ class Engine:
             # frozen since (GC, SIGSTOP, a stalled VM) and lost its lease meanwhile: check
             # again just before the order leaves. If the term is over, send nothing; the
             # entry stays pending and the next leader reconciles it with the broker.
-            if not self.fence.may_execute():
+            if not self.fence.holds_term():
                 raise FenceLost(f"term over before sending {order.client_order_id}")
             try:
                 if not self.broker.connected:

@@ -22,6 +22,9 @@ class LedgerFence:
     def may_execute(self) -> bool:
         return self.coordinator.may_execute()
 
+    def holds_term(self) -> bool:
+        return self.coordinator.may_execute()
+
     def generation(self) -> int:
         return self.coordinator.generation()
 
