@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 # order not yet sent) and ``after_fill`` (the broker filled the order, no result recorded yet).
 # Unset (always, outside the fault tests) it costs one comparison per signal.
 CRASH_ENV = "TRADEGUARD_CRASH_AT"
-CRASH_POINTS = ("after_intent", "after_fill")
+# "thread_after_intent" raises instead of exiting: a bug that kills the engine thread while
+# the rest of the process (HTTP endpoint, coordinator) lives on.
+CRASH_POINTS = ("after_intent", "after_fill", "thread_after_intent")
 
 
 def crash_point_from_env() -> tuple[str, str] | None:
@@ -237,6 +239,7 @@ class Engine:
         if expired:
             intent = Intent.PENDING  # the broker has its fill: reconcile, send nothing
         self._crash_hook("after_intent", signal.signal_id)
+        self._crash_hook("thread_after_intent", signal.signal_id)
         result = self._execute(signal, intent)
         if result.status == "filled":
             self._crash_hook("after_fill", signal.signal_id)
@@ -248,6 +251,8 @@ class Engine:
             return
         if signal_id.startswith(self._crash_at[1]):
             os.write(2, f"{CRASH_ENV}: crashing {point} for {signal_id}\n".encode())
+            if point.startswith("thread_"):
+                raise RuntimeError(f"{CRASH_ENV}: engine thread crash for {signal_id}")
             os._exit(137)
 
     def _execute(self, signal: Signal, intent: Intent) -> TradeResult:

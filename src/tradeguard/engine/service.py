@@ -124,7 +124,7 @@ class EngineService:
             if self.options.metrics_port is None
             else self.options.metrics_port
         )
-        self.http = MetricsServer(self.registry, settings.metrics_host, port)
+        self.http = MetricsServer(self.registry, settings.metrics_host, port, health=self.problem)
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -142,9 +142,27 @@ class EngineService:
         return self
 
     def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
-        thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
+        def run(stop: threading.Event) -> None:
+            try:
+                target(stop)
+            except Exception:
+                log.critical("the %s thread died; this replica can no longer work", name)
+                raise
+
+        thread = threading.Thread(target=run, args=(self.stop_event,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def problem(self) -> str | None:
+        """Why this replica cannot do its work (a worker thread died), or None when it can.
+
+        ``/healthz`` answers 503 with it, so a supervisor restarts the process, and an HA
+        coordinator steps down on it, so a healthy replica takes over the signals.
+        """
+        if self.stop_event.is_set():
+            return None  # stopping on purpose
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        return f"worker thread(s) died: {', '.join(dead)}" if dead else None
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()

@@ -76,6 +76,7 @@ class Coordinator:
         metrics: Metrics | None = None,
         eligible: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        able: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
         self.ledger = ledger
@@ -83,6 +84,7 @@ class Coordinator:
         self.metrics = metrics
         self.eligible = eligible  # False after a failed start-up recovery: never lead
         self.clock = clock
+        self.able = able  # False once the engine behind us cannot work: never lead then
         self.figures = CoordinatorFigures(config.replica_id)
         self.role = Role.FOLLOWER
         self.mode = Mode.NORMAL
@@ -134,6 +136,10 @@ class Coordinator:
                 # Frozen or cut off past the deadline: whatever the ledger says now, our
                 # term is over; a successor may already hold the next epoch.
                 self._demote("renew deadline passed")
+            if self.role is Role.LEADER and not self.able():
+                # Leading without a working engine would leave every signal pending: hand
+                # over now (within one renew interval) instead of renewing a useless lease.
+                self._step_down_locked("the engine cannot work")
             db_ok = self._ledger_step()
             redis_ok = self._lease_step(db_ok)
             if not db_ok:
@@ -155,7 +161,7 @@ class Coordinator:
                 record = self.ledger.read()
                 self.figures.current_leader_db = record.holder if not record.expired else None
                 self.epoch = record.epoch
-                if record.expired and self.eligible:
+                if record.expired and self.eligible and self.able():
                     new_epoch = self.ledger.try_acquire(
                         cfg.replica_id, self.token, record.epoch, cfg.ttl
                     )
@@ -230,14 +236,17 @@ class Coordinator:
     def step_down(self, why: str = "graceful switchover") -> None:
         """Release both leases now so a successor can take over within one renew interval."""
         with self._lock:
-            if self.role is not Role.LEADER:
-                return
-            try:
-                self.ledger.release(self.config.replica_id, self.token, self.epoch)
-            except LedgerUnavailable:
-                pass  # the lease will expire on its own
-            self._demote(why)
+            self._step_down_locked(why)
             self._publish()
+
+    def _step_down_locked(self, why: str) -> None:
+        if self.role is not Role.LEADER:
+            return
+        try:
+            self.ledger.release(self.config.replica_id, self.token, self.epoch)
+        except LedgerUnavailable:
+            pass  # the lease will expire on its own
+        self._demote(why)
 
     def _split_brain(self, other: str | None) -> None:
         if self.metrics is not None:

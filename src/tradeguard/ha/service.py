@@ -49,6 +49,7 @@ class CoordinatorService:
             lambda token: RedisLease(lease_client, key, ha.replica_id, token, ha.ttl),
             self.metrics,
             eligible=self.recovery.ok,
+            able=lambda: self.engine.problem() is None,
         )
         self.fence = LedgerFence(self.coordinator, self.metrics)
         engine_options = replace(options or EngineOptions(), consumer=ha.replica_id)
@@ -93,6 +94,7 @@ class CoordinatorService:
             "recovery": self.recovery.code.value,
             "recovery_detail": self.recovery.detail,
             "positions_recovered": len(self.recovery.positions),
+            "engine_problem": self.engine.problem(),
         }
 
     def start(self) -> CoordinatorService:

@@ -41,8 +41,12 @@ class MetricsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         json_routes: dict[str, JsonRoute] | None = None,
+        health: Callable[[], str | None] | None = None,
     ) -> None:
+        """``health`` returns what is wrong with the process, or None; ``/healthz`` answers
+        503 with it."""
         self._registry = registry
+        self._health = health or (lambda: None)
         self._renderer = TextRenderer()
         self._routes = dict(json_routes or {})
         self._server = make_server(
@@ -81,8 +85,12 @@ class MetricsServer:
             )
             return [body]
         if path == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
+            problem = self._health()
+            start_response(
+                "503 Service Unavailable" if problem else "200 OK",
+                [("Content-Type", "text/plain")],
+            )
+            return [f"{problem}\n".encode() if problem else b"ok\n"]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
 

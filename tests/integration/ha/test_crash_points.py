@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tradeguard.bus.results import RESULT_FIELD
@@ -118,3 +119,47 @@ def test_a_fill_found_after_the_signal_expired_is_recorded_not_dropped(
     report = jepsen_check(cluster, publisher)
     print(report.summary())
     report.assert_clean()
+
+
+def test_a_leader_whose_engine_thread_dies_hands_over_and_says_so(
+    tmp_path: Path,
+    make_cluster: Callable[..., Cluster],
+    make_publisher: Callable[..., Publisher],
+) -> None:
+    """A bug kills the leader's engine thread while its process (lease, HTTP) lives on: it must
+    not keep a useless lease. It steps down at its next tick, /healthz says why, and the
+    successor executes the signal the dead thread had begun, once."""
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"  # about the replica, not the dialect
+    cluster = make_cluster(
+        ledger_url,
+        timing=FAST,
+        env={"r1": {"TRADEGUARD_CRASH_AT": "thread_after_intent:crash-"}},
+    )
+    victim = cluster["r1"].start()
+    cluster.wait_leader(10, among=[victim])
+    cluster.start("r2", "r3")
+    epoch = cluster.epoch()
+    publisher = make_publisher(rate=10).start()
+    publisher.wait_executed(cluster, 10, 15)
+
+    assert publisher.publish("crash-1") == "crash-1"
+    others = [r for r in cluster if r is not victim]
+    # Within one renew interval of the death, not after the lease TTL: it hands over itself.
+    cluster.wait_leader(FAST.renew_interval + MARGIN, among=others)
+    assert victim.running and victim.role() == "follower"
+    health = httpx.get(f"{victim.base}/healthz", timeout=2)
+    assert health.status_code == 503 and "engine" in health.text
+    status = victim.status()
+    assert status is not None and "engine" in str(status["engine_problem"])
+    wait_until(lambda: "crash-1" in cluster.done(), 10, "the successor to settle crash-1")
+    assert cluster.epoch() == epoch + 1
+    assert len(cluster.attempts()["crash-1"]) == 1
+    report = jepsen_check(cluster, publisher)
+    report.assert_clean()
+
+    # With the healthy replicas gone the lease falls free, and the sick one still must not lead.
+    for replica in others:
+        replica.kill()
+    wait_until(lambda: cluster.holder() is None, FAST.failover_bound + MARGIN, "the lease to lapse")
+    time.sleep(4 * FAST.renew_interval)  # a negative: give it several ticks to (not) take it
+    assert cluster.holder() is None and victim.role() == "follower"
