@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -28,6 +29,7 @@ from tradeguard.process.services import (
 )
 from tradeguard.stack.layout import StackLayout
 from tradeguard.stack.render import local_targets, render_alertmanager, render_prometheus
+from tradeguard.stack.status import read_stack_status
 
 log = logging.getLogger(__name__)
 STREAMS = "tg:signals,tg:results"
@@ -49,6 +51,12 @@ def _http_ok(url: str) -> Callable[[], bool]:
             return False
 
     return check
+
+
+def _target_problem(job: str, address: str, target: dict[str, Any] | None) -> str:
+    if target is None:
+        return f"{job} {address}: not discovered yet"
+    return f"{job} {address}: {target['health']} {target.get('error', '')}".rstrip()
 
 
 def _tradeguard(*args: str) -> list[str]:
@@ -206,27 +214,22 @@ class Stack:
         missing: list[str] = []
 
         def observed() -> bool:
-            try:
-                targets = httpx.get(f"{lay.prometheus_url}/api/v1/targets", timeout=2).json()
-                managers = httpx.get(f"{lay.prometheus_url}/api/v1/alertmanagers", timeout=2)
-            except (httpx.HTTPError, ValueError) as exc:
-                missing[:] = [f"Prometheus API: {exc}"]
+            status = read_stack_status(lay)
+            if status.prometheus_error:
+                missing[:] = [status.prometheus_error]
                 return False
-            up = {
-                (t["labels"].get("job"), t["labels"].get("instance")): t
-                for t in targets["data"]["activeTargets"]
-            }
+            seen = {(t["job"], t["instance"]): t for t in status.targets}
             missing[:] = [
-                f"{job} {address}: "
-                + (
-                    f"{up[(job, address)]['health']} {up[(job, address)].get('lastError', '')}"
-                    if (job, address) in up
-                    else "not discovered yet"
-                )
+                _target_problem(job, address, seen.get((job, address)))
                 for job, address in sorted(wanted)
-                if up.get((job, address), {}).get("health") != "up"
+                if seen.get((job, address), {}).get("health") != "up"
             ]
-            if not managers.json()["data"]["activeAlertmanagers"]:
+            try:
+                managers = httpx.get(f"{lay.prometheus_url}/api/v1/alertmanagers", timeout=2)
+                known = bool(managers.json()["data"]["activeAlertmanagers"])
+            except (httpx.HTTPError, ValueError, KeyError):
+                known = False
+            if not known:
                 missing.append("Prometheus does not know Alertmanager yet")
             return not missing
 
