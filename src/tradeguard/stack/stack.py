@@ -19,7 +19,7 @@ import httpx
 
 from tradeguard.config import Layer
 from tradeguard.errors import ServiceError
-from tradeguard.process import ManagedProcess
+from tradeguard.process import ManagedProcess, wait_until
 from tradeguard.process.services import (
     Alertmanager,
     NodeExporter,
@@ -224,24 +224,18 @@ class Stack:
                 for job, address in sorted(wanted)
                 if seen.get((job, address), {}).get("health") != "up"
             ]
-            try:
-                managers = httpx.get(f"{lay.prometheus_url}/api/v1/alertmanagers", timeout=2)
-                known = bool(managers.json()["data"]["activeAlertmanagers"])
-            except (httpx.HTTPError, ValueError, KeyError):
-                known = False
-            if not known:
-                missing.append("Prometheus does not know Alertmanager yet")
+            missing.append("Prometheus does not know Alertmanager yet")
+            managers = httpx.get(f"{lay.prometheus_url}/api/v1/alertmanagers", timeout=2)
+            if managers.json()["data"]["activeAlertmanagers"]:
+                missing.pop()
             return not missing
 
-        deadline = time.monotonic() + timeout
-        while not observed():
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"Prometheus did not scrape every target within {timeout:.0f}s: "
-                    + "; ".join(missing)
-                    + f" (see {self.children['prometheus'].log_path})"
-                )
-            time.sleep(0.2)
+        try:
+            wait_until(observed, timeout, "Prometheus to scrape every target", interval=0.2)
+        except TimeoutError as exc:
+            raise ServiceError(
+                f"{exc}: {'; '.join(missing)} (see {self.children['prometheus'].log_path})"
+            ) from None
 
     def stop(self) -> None:
         for child in reversed(list(self.children.values())):
