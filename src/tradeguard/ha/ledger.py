@@ -397,6 +397,11 @@ class PostgresLedger(Ledger):
             keepalives_idle=1,
             keepalives_interval=1,
             keepalives_count=2,
+            # Keepalives only probe an idle connection. A query sent into a silent partition
+            # leaves unacknowledged data, which the kernel retransmits for ~15 min before it
+            # gives up; tcp_user_timeout bounds that wait instead. A slow but reachable server
+            # still acknowledges at once, so this never cuts off a long statement.
+            tcp_user_timeout=ms,
         )
         return conn
 
