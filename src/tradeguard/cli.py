@@ -110,6 +110,44 @@ def engine(
     console.print(f"engine {consumer} stopped after {svc.engine.stats.processed} signals")
 
 
+@app.command("docker-exporter")
+def docker_exporter(
+    docker_socket: Annotated[
+        str, typer.Option(help="The Docker engine's unix socket (read-only use: GET only).")
+    ] = "/var/run/docker.sock",
+    host: Annotated[str, typer.Option(help="Address /metrics listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of /metrics (0: any).")] = 9468,
+) -> None:
+    """Export what cAdvisor cannot see (health-check status, exit codes, missing mounts, from
+    docker inspect) on /metrics until SIGINT/SIGTERM; Prometheus job `docker`."""
+    from prometheus_client import CollectorRegistry, ProcessCollector
+
+    from tradeguard.metrics.docker import DockerCollector, DockerEngine, DockerUnavailable
+    from tradeguard.metrics.http import MetricsServer
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    engine_api = DockerEngine(docker_socket)
+    collector = DockerCollector(engine_api)
+    registry.register(collector)
+    try:
+        count = len(collector.read())
+        console.print(f"Docker engine at {docker_socket}: {count} containers")
+    except DockerUnavailable as exc:
+        err.print(
+            f"[yellow]warning:[/] {exc}; tradeguard_docker_engine_up stays 0 until it answers"
+        )
+    stop = _wait_for_signal()
+    try:
+        server = MetricsServer(registry, host, port).start()
+    except OSError as exc:
+        raise _fail(f"cannot listen on {host}:{port}: {exc}") from None
+    console.print(f"docker exporter running; metrics at {server.url}")
+    stop.wait()
+    server.stop()
+    engine_api.close()
+
+
 @app.command()
 def publish(
     account: Annotated[str, typer.Option(help="Account the signal trades for.")],

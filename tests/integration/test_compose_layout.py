@@ -43,7 +43,7 @@ DEBIAN_BUILDS = {
         f"redis-exporter-{layer.replace('_', '-')}": "prometheus-redis-exporter" for layer in LAYERS
     },
 }
-TRADEGUARD_SERVICES = ("engine-a", "engine-b", "responder")
+TRADEGUARD_SERVICES = ("engine-a", "engine-b", "responder", "docker-exporter")
 
 _VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::(?P<op>[-?])(?P<arg>[^}]*))?\}")
 
@@ -329,3 +329,11 @@ def test_grafana_mounts_what_its_provisioning_expects(compose: dict[str, Any]) -
     assert targets["/etc/grafana/provisioning"] == DEPLOY / "grafana" / "provisioning"
     url = urlsplit(grafana["environment"]["TRADEGUARD_PROMETHEUS_URL"])
     assert url.hostname == "prometheus" and url.port in exposed(services(compose)["prometheus"])
+
+
+def test_the_docker_exporter_reads_the_mounted_engine_socket(compose: dict[str, Any]) -> None:
+    service = services(compose)["docker-exporter"]
+    params = parse_cli(args_of(service))
+    assert params["host"] == "0.0.0.0" and params["port"] in exposed(service)
+    mounted = {target for _source, target in (str(v).split(":")[:2] for v in service["volumes"])}
+    assert params["docker_socket"] in mounted

@@ -59,6 +59,7 @@ SCRAPE_JOBS: dict[str, tuple[str, str]] = {
     "clickhouse": ("5s", "clickhouse"),
     "node": ("5s", "node"),
     "cadvisor": ("5s", "docker"),
+    "docker": ("5s", "docker"),
     "dragonfly": ("5s", "dragonfly"),
     "prometheus": ("5s", "prometheus"),
     "alertmanager": ("5s", "alertmanager"),

@@ -302,28 +302,6 @@ class Metrics:
             registry=r,
         )
 
-        # ---- Containers (Docker deployments; filled by a container collector where a Docker
-        # engine is reachable: cAdvisor has no health, exit-code or mount figures) -----------
-        self.container_health = Gauge(
-            "tradeguard_container_health",
-            "Enum: 1 for a container's Docker health-check status (healthy, unhealthy, "
-            "starting, none), 0 for the others.",
-            ["container", "state"],
-            registry=r,
-        )
-        self.container_exit_code = Gauge(
-            "tradeguard_container_exit_code",
-            "Exit code Docker reports for a container (0 while it runs).",
-            ["container"],
-            registry=r,
-        )
-        self.container_volume_mounts_missing = Gauge(
-            "tradeguard_container_volume_mounts_missing",
-            "Volumes declared for a container's compose service that are not mounted in it.",
-            ["container"],
-            registry=r,
-        )
-
         # ---- Process (backend memory budget) ----------------------------------------------
         self.process_memory_budget = Gauge(
             "tradeguard_process_memory_budget_bytes",
@@ -551,6 +529,12 @@ COLLECTED_SERIES = {
     "tradeguard_duckdb_memory_usage_bytes": "gauge",
     "tradeguard_duckdb_memory_limit_bytes": "gauge",
     "tradeguard_ha_db_sync_window_seconds": "summary",
+    # tradeguard.metrics.docker, in `tradeguard docker-exporter` (Docker deployments)
+    "tradeguard_container_health": "gauge",
+    "tradeguard_container_exit_code": "gauge",
+    "tradeguard_container_volume_mounts_missing": "gauge",
+    "tradeguard_docker_engine_up": "gauge",
+    "tradeguard_docker_collect_errors_total": "counter",
 }
 
 _SUFFIXES = {

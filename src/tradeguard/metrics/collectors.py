@@ -13,17 +13,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
 from tradeguard.bus.signal_stream import entry_ms
+from tradeguard.metrics.family import FamilyCollector
 from tradeguard.store.duck import DuckStore
 
 StreamSource = tuple[Redis, str, str, str | None]  # client, stream label, key, consumer group
 
 
-class StreamCollector(Collector):
+class StreamCollector(FamilyCollector):
     """Gauges for each (client, stream label, key, consumer group) source.
 
     The streams may live on different Redis servers (one per layer); one collector serves all
@@ -34,10 +34,8 @@ class StreamCollector(Collector):
         self.sources = list(sources)
         self.errors = 0
 
-    def describe(self) -> Iterator[Metric]:
-        yield from self._families()
-
-    def _families(self) -> tuple[GaugeMetricFamily, ...]:
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
         return (
             GaugeMetricFamily(
                 "tradeguard_stream_length", "Entries in the stream.", labels=["stream"]
@@ -103,14 +101,11 @@ def _name(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class DuckDBCollector(Collector):
+class DuckDBCollector(FamilyCollector):
     """File size, free disk space on its volume, and DuckDB's own memory figures."""
 
     def __init__(self, store: DuckStore) -> None:
         self.store = store
-
-    def describe(self) -> Iterator[Metric]:
-        yield from self._families()
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:
