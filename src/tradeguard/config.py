@@ -37,6 +37,9 @@ def _check_redis_url(value: str | None) -> str | None:
     return value
 
 
+MEMORY_BUDGET_BYTES = 1 << 30  # 1 GiB: a tradeguard process's default memory budget
+
+
 class Settings(BaseSettings):
     """Every knob of tradeguard, validated once at start-up."""
 
@@ -58,6 +61,12 @@ class Settings(BaseSettings):
     duckdb_path: Path = Path("run/tradeguard.duckdb")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # Resident memory this process may use; BackendMemoryHigh fires at 80 % of it (0: no budget).
+    memory_budget_bytes: int = Field(default=MEMORY_BUDGET_BYTES, ge=0)
+    # True when the signal filter is a selective one that normally rejects most signals (the
+    # seed's): only then is a low rejection rate a problem (LowRejectionRate); False for a plain
+    # risk filter, which should reject little.
+    signal_filter_expects_rejections: bool = False
 
     _check_urls = field_validator(
         "redis_url",

@@ -62,6 +62,10 @@ class EngineService:
         self.options = options or EngineOptions()
         self.metrics = metrics or Metrics(process_registry())
         self.registry = self.metrics.registry
+        self.metrics.process_memory_budget.set(settings.memory_budget_bytes)
+        self.metrics.signal_filter_expects_rejections.set(
+            1 if settings.signal_filter_expects_rejections else 0
+        )
         self.keys = Keys(settings.key_prefix)
         self.clients: dict[Layer, Redis] = layer_clients(settings)
         self.signals = SignalStream(

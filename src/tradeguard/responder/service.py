@@ -59,6 +59,7 @@ class ResponderServer:
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics(process_registry())
+        self.metrics.process_memory_budget.set(settings.memory_budget_bytes)
         self._owns_history = history is None
         self.history = history if history is not None else open_history(settings.history_url)
         try:

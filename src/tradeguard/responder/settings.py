@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tradeguard.config import MEMORY_BUDGET_BYTES
 from tradeguard.errors import ConfigError
 from tradeguard.responder.auth import Authenticator, build_authenticator
 from tradeguard.responder.history import check_history_url
@@ -37,6 +38,7 @@ class ResponderSettings(BaseSettings):
     jsonl_path: Path | None = None
     console: bool = True
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024, le=64 * 1024 * 1024)
+    memory_budget_bytes: int = Field(default=MEMORY_BUDGET_BYTES, ge=0)  # 0: no budget
 
     _check_history = field_validator("history_url")(check_history_url)
 

@@ -1,0 +1,106 @@
+"""Alerts on metrics only tradeguard emits fire from what a running process actually exports.
+
+promtool tests prove a rule's logic on hand-written series; they cannot tell whether any process
+emits those series. Here a real Prometheus scrapes real tradeguard processes with the shipped
+rule files, unchanged, and the alert must reach `firing` (and stay silent where it should).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tradeguard.config import Settings
+from tradeguard.engine.service import EngineOptions, EngineService
+from tradeguard.process import wait_until
+from tradeguard.process.services import Prometheus
+from tradeguard.rulecheck.paths import find_repo_root
+
+RULES = find_repo_root(Path(__file__).parent) / "deploy" / "prometheus" / "rules"
+
+StartPrometheus = Callable[[list[str], list[str]], Prometheus]
+
+
+@pytest.fixture
+def prometheus_on(tmp_path: Path) -> Iterator[StartPrometheus]:
+    """Start a Prometheus scraping ``targets`` (job `engine`, 1 s) with the shipped rule files."""
+    started: list[Prometheus] = []
+
+    def start(targets: list[str], rule_files: list[str]) -> Prometheus:
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES / name) for name in rule_files],
+            "scrape_configs": [
+                {
+                    "job_name": "engine",
+                    "scrape_interval": "1s",
+                    "scrape_timeout": "1s",
+                    "static_configs": [{"targets": targets, "labels": {"service": "engine"}}],
+                }
+            ],
+        }
+        path = tmp_path / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        prom = Prometheus(tmp_path / "prometheus", path).start()
+        started.append(prom)
+        return prom
+
+    yield start
+    for prom in started:
+        prom.stop()
+
+
+def alerts(prom: Prometheus, name: str) -> list[dict[str, Any]]:
+    reply = httpx.get(f"{prom.endpoint.url}/api/v1/alerts", timeout=5).json()
+    found: list[dict[str, Any]] = [
+        a for a in reply["data"]["alerts"] if a["labels"]["alertname"] == name
+    ]
+    return found
+
+
+def gauge(svc: EngineService, name: str) -> float | None:
+    """The value of an unlabelled series on the process's /metrics page."""
+    for family in text_string_to_metric_families(httpx.get(svc.metrics_url, timeout=5).text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    return None
+
+
+def instance_of(svc: EngineService) -> str:
+    return svc.metrics_url.removeprefix("http://").removesuffix("/metrics")
+
+
+def test_backend_memory_high_fires_for_a_process_over_its_budget_only(
+    settings: Settings, prometheus_on: StartPrometheus
+) -> None:
+    tight = settings.model_copy(update={"memory_budget_bytes": 1_000_000})  # 1 MB: always over
+    with (
+        EngineService(tight, EngineOptions(metrics_port=0, persist=False)) as over,
+        EngineService(settings, EngineOptions(metrics_port=0, persist=False)) as within,
+    ):
+        prom = prometheus_on([instance_of(over), instance_of(within)], ["backend.rules.yml"])
+        wait_until(
+            lambda: any(a["state"] == "firing" for a in alerts(prom, "BackendMemoryHigh")),
+            30,
+            "BackendMemoryHigh to fire for the engine with a 1 MB budget",
+        )
+        firing = alerts(prom, "BackendMemoryHigh")
+        # Both processes are this one (same resident memory), evaluated together: only the
+        # budget differs, so the default 1 GiB budget must keep the other silent.
+        assert {a["labels"]["instance"] for a in firing} == {instance_of(over)}
+        assert firing[0]["labels"]["service"] == "engine"
+        assert gauge(within, "tradeguard_process_memory_budget_bytes") == 1 << 30
+
+
+def test_the_low_rejection_gate_follows_the_setting(settings: Settings) -> None:
+    selective = settings.model_copy(update={"signal_filter_expects_rejections": True})
+    for configured, expected in ((settings, 0), (selective, 1)):
+        with EngineService(configured, EngineOptions(metrics_port=0, persist=False)) as svc:
+            assert gauge(svc, "tradeguard_signal_filter_expects_rejections") == expected
