@@ -2,6 +2,14 @@
 
 It reads the result stream through its own consumer group, so a DuckDB outage only delays
 persistence: entries stay pending (and are counted as sync failures) until a write succeeds.
+
+Only delays it up to a point: the stream is capped (``MAXLEN ~ 10000``), so an outage long
+enough lets the engine's appends trim results the store never persisted. Those are counted in
+``tradeguard_results_dropped_total{reason="trimmed_unpersisted"}``, never lost silently, in both
+ways it can happen: trimmed while pending here (a re-read returns the entry id with no fields),
+and trimmed before this group was ever given them (Redis 7 counts every entry added to the
+stream and every entry read by the group; once the group has caught up, their difference is
+what it will never read, and it can only grow by trimming).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from tradeguard.store.duck import DuckStore, StoreError
 
 log = logging.getLogger(__name__)
 GROUP = "store"
+SKIP_CHECK_INTERVAL = 1.0  # seconds between two checks for results trimmed before being read
 
 
 class ResultPersister:
@@ -47,6 +56,13 @@ class ResultPersister:
         self._dirty_accounts: set[str] = set()
         self._pending_first = True  # re-read our own pending entries after a restart/failure
         self._last_snapshot = 0.0
+        self._never_read: int | None = None  # entries the group skipped, at the last check
+        self._last_skip_check = -SKIP_CHECK_INTERVAL
+
+    @property
+    def watching_trims(self) -> bool:
+        """True once a baseline for results trimmed before being read has been taken."""
+        return self._never_read is not None
 
     def ensure_group(self) -> None:
         try:
@@ -77,7 +93,14 @@ class ResultPersister:
         if self._pending_first and not entries:
             self._pending_first = False
             return 0
-        batch = [TradeResult.from_json(f[RESULT_FIELD]) for _id, f in entries if f]
+        if not self._pending_first and len(entries) < count:
+            self._count_skipped()  # caught up: everything added so far was read or trimmed
+        gone = [eid for eid, fields in entries if not fields]
+        if gone:  # pending entries trimmed before they were persisted: ack once, count once
+            self.results.redis.xack(self.results.keys.results, GROUP, *gone)
+            self._count_dropped(len(gone), "while pending")
+            entries = [(eid, fields) for eid, fields in entries if fields]
+        batch = [TradeResult.from_json(f[RESULT_FIELD]) for _id, f in entries]
         ids = [eid for eid, _f in entries]
         try:
             self.store.insert_results(batch)
@@ -98,6 +121,38 @@ class ResultPersister:
         self.persisted += len(batch)
         self._snapshot_state(now)
         return len(batch)
+
+    def _count_skipped(self) -> None:
+        """Count results trimmed before this group read them (Redis 7's stream counters).
+
+        Read in one MULTI so the two counters describe the same moment; only when the group
+        has delivered the newest entry is ``entries-added - entries-read`` exactly the number
+        of entries it skipped. The first reading is the baseline: what was skipped before this
+        process started watching is not news.
+        """
+        now = time.monotonic()
+        if now - self._last_skip_check < SKIP_CHECK_INTERVAL:
+            return
+        self._last_skip_check = now
+        key = self.results.keys.results
+        pipe = self.results.redis.pipeline(transaction=True)
+        pipe.xinfo_stream(key)
+        pipe.xinfo_groups(key)
+        stream, groups = pipe.execute()
+        group = next((g for g in groups if _text(g.get("name")) == GROUP), None)
+        if group is None or group.get("entries-read") is None:
+            return  # Redis < 7, or a group whose read counter Redis cannot know
+        if _text(stream.get("last-generated-id")) != _text(group.get("last-delivered-id")):
+            return  # appended meanwhile: not caught up after all; try at the next batch
+        never_read = int(stream["entries-added"]) - int(group["entries-read"])
+        if self._never_read is not None and never_read > self._never_read:
+            self._count_dropped(never_read - self._never_read, "before the store read them")
+        self._never_read = never_read
+
+    def _count_dropped(self, n: int, when: str) -> None:
+        log.error("%d results were trimmed from the result stream %s: not in DuckDB", n, when)
+        if self.metrics is not None:
+            self.metrics.results_dropped.labels("trimmed_unpersisted").inc(n)
 
     def _snapshot_state(self, now: float) -> None:
         if self.state is None or now - self._last_snapshot < self.snapshot_interval:
@@ -135,3 +190,7 @@ class ResultPersister:
                 return
             except CONNECTION_ERRORS:
                 stop.wait(0.2)
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
