@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     consumer_group: str = Field(default="engine", min_length=1)
 
     duckdb_path: Path = Path("run/tradeguard.duckdb")
+    # How often the writing replica compares Redis trade state with DuckDB's copy.
+    state_check_interval_seconds: float = Field(default=10.0, gt=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     # Resident memory this process may use; BackendMemoryHigh fires at 80 % of it (0: no budget).

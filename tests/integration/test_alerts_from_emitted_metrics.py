@@ -16,6 +16,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from tradeguard.bus import Signal
 from tradeguard.config import Settings
 from tradeguard.engine.service import EngineOptions, EngineService
 from tradeguard.process import wait_until
@@ -73,6 +74,13 @@ def gauge(svc: EngineService, name: str) -> float | None:
     return None
 
 
+def snapshot_trades(svc: EngineService, account: str) -> int | None:
+    """The trade count of ``account`` in the engine's DuckDB snapshot."""
+    assert svc.store is not None
+    state = svc.store.states().get(account)
+    return None if state is None else state.trades
+
+
 def instance_of(svc: EngineService) -> str:
     return svc.metrics_url.removeprefix("http://").removesuffix("/metrics")
 
@@ -104,3 +112,50 @@ def test_the_low_rejection_gate_follows_the_setting(settings: Settings) -> None:
     for configured, expected in ((settings, 0), (selective, 1)):
         with EngineService(configured, EngineOptions(metrics_port=0, persist=False)) as svc:
             assert gauge(svc, "tradeguard_signal_filter_expects_rejections") == expected
+
+
+def test_trade_state_inconsistent_fires_when_redis_loses_an_account_and_resync_clears_it(
+    settings: Settings, prometheus_on: StartPrometheus
+) -> None:
+    fast = settings.model_copy(update={"state_check_interval_seconds": 0.2})
+    with EngineService(fast, EngineOptions(metrics_port=0)) as svc:
+        assert svc.store is not None and svc.persister is not None
+        checker = svc.persister.checker
+        assert checker is not None
+        prom = prometheus_on([instance_of(svc)], ["redis_trade_state.rules.yml"])
+        for i in range(5):
+            svc.signals.publish(
+                Signal(account="acct", symbol="EURUSD", action="buy", volume=1, signal_id=f"t{i}")
+            )
+        wait_until(
+            lambda: snapshot_trades(svc, "acct") == 5,
+            15,
+            "DuckDB's snapshot of the account after 5 fills",
+        )
+        assert gauge(svc, "tradeguard_state_mismatched_accounts") == 0
+
+        svc.state.redis.delete(svc.keys.state("acct"))  # Redis loses the account's hash
+        wait_until(
+            lambda: any(a["state"] == "firing" for a in alerts(prom, "TradeStateInconsistent")),
+            30,
+            "TradeStateInconsistent to fire",
+        )
+        assert gauge(svc, "tradeguard_state_mismatched_accounts") == 1
+        assert snapshot_trades(svc, "acct") == 5  # the durable copy survived
+
+        assert checker.resync(checker.check()) == ["acct"]
+        restored = svc.state.get("acct")
+        assert restored is not None and (restored.trades, restored.positions) == (
+            5,
+            {"EURUSD": 5.0},
+        )
+        wait_until(
+            lambda: gauge(svc, "tradeguard_state_mismatched_accounts") == 0,
+            5,
+            "the next check to find the copies agreeing",
+        )
+        wait_until(
+            lambda: not alerts(prom, "TradeStateInconsistent"),
+            30,
+            "TradeStateInconsistent to resolve",
+        )

@@ -27,6 +27,7 @@ from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.collectors import DuckDBCollector, StreamCollector
 from tradeguard.metrics.http import MetricsServer
 from tradeguard.metrics.process import process_registry
+from tradeguard.store.consistency import ConsistencyChecker
 from tradeguard.store.duck import DuckStore
 from tradeguard.store.persister import GROUP as STORE_GROUP
 from tradeguard.store.persister import ResultPersister
@@ -110,6 +111,9 @@ class EngineService:
                 self.metrics,
                 consumer=f"{self.options.consumer}-store",
                 active=active,
+                checker=ConsistencyChecker(
+                    self.state, self.store, self.metrics, settings.state_check_interval_seconds
+                ),
             )
             self.registry.register(DuckDBCollector(self.store))
         sig, res = self.clients[Layer.SIGNAL_STREAM], self.clients[Layer.RESULT_STREAM]

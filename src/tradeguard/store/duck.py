@@ -125,7 +125,13 @@ class DuckStore:
             return
         self._write(
             "upsert_state",
-            "INSERT OR REPLACE INTO account_state VALUES (?,?,?,?,?,?,?)",
+            # Never replace a row with one that has fewer trades: a Redis that lost state
+            # must not erase the durable copy before the consistency check sees the loss.
+            "INSERT INTO account_state VALUES (?,?,?,?,?,?,?) ON CONFLICT (account) DO UPDATE "
+            "SET balance = excluded.balance, equity = excluded.equity, "
+            "leverage = excluded.leverage, trades = excluded.trades, "
+            "positions = excluded.positions, updated_at = excluded.updated_at "
+            "WHERE excluded.trades >= account_state.trades",
             [
                 (
                     s.account,

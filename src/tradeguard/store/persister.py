@@ -25,6 +25,7 @@ from tradeguard.bus.connection import CONNECTION_ERRORS
 from tradeguard.bus.results import RESULT_FIELD, ResultStream, TradeResult
 from tradeguard.bus.trade_state import TradeState
 from tradeguard.metrics.catalog import Metrics
+from tradeguard.store.consistency import ConsistencyChecker
 from tradeguard.store.duck import DuckStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class ResultPersister:
         consumer: str = "persister",
         snapshot_interval: float = 1.0,
         active: Callable[[], bool] | None = None,
+        checker: ConsistencyChecker | None = None,
     ) -> None:
         self.results = results
         self.store = store
@@ -52,6 +54,7 @@ class ResultPersister:
         self.consumer = consumer
         self.snapshot_interval = snapshot_interval
         self.active = active or (lambda: True)
+        self.checker = checker  # compares the snapshots with Redis, on the writer only
         self.persisted = 0
         self._dirty_accounts: set[str] = set()
         self._pending_first = True  # re-read our own pending entries after a restart/failure
@@ -177,6 +180,8 @@ class ResultPersister:
                 continue
             try:
                 self.step()
+                if self.checker is not None:
+                    self.checker.maybe_check()
                 backoff = 0.05
             except CONNECTION_ERRORS:
                 self._pending_first = True
