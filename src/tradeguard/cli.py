@@ -7,7 +7,7 @@ import signal
 import threading
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,12 @@ from tradeguard.errors import TradeguardError
 from tradeguard.responder.cli import alerts_app, responder_command
 from tradeguard.stack import DEFAULT_RUN_DIR
 
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from tradeguard.bus.keys import Keys
+    from tradeguard.store.consistency import Verdict
+
 app = typer.Typer(
     help="tradeguard: a Redis trade bus, a fenced engine, and the monitoring that keeps it honest.",
     no_args_is_help=True,
@@ -31,11 +37,16 @@ chaos_app = typer.Typer(
 ha_app = typer.Typer(
     help="High availability: the fenced leader among engine replicas.", no_args_is_help=True
 )
+state_app = typer.Typer(
+    help="Trade state: Redis against DuckDB's durable copy, and restoring lost accounts.",
+    no_args_is_help=True,
+)
 rules_app = typer.Typer(
     help="Check the shipped alert rules, routing and runbooks.", no_args_is_help=True
 )
 app.add_typer(rules_app, name="rules")
 app.add_typer(ha_app, name="ha")
+app.add_typer(state_app, name="state")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(alerts_app, name="alerts")
 app.command("responder")(responder_command)
@@ -514,6 +525,92 @@ def ha_status(
             beat.mode,
         )
     console.print(table)
+
+
+def _trade_state_client(config: Path | None, redis_url: str | None) -> tuple[Redis, Keys]:
+    from tradeguard.bus.connection import make_client
+    from tradeguard.bus.keys import Keys
+    from tradeguard.config import Layer
+
+    settings = _settings(config, redis_url)
+    return make_client(settings.layer_url(Layer.TRADE_STATE)), Keys(settings.key_prefix)
+
+
+def _print_verdict(verdict: Verdict) -> None:
+    import time
+
+    age = time.time() - verdict.checked_at
+    if not verdict.mismatches:
+        console.print(f"[green]consistent[/]: Redis agrees with DuckDB (checked {age:.0f}s ago)")
+        return
+    console.print(
+        f"[red]{len(verdict.mismatches)} mismatched account(s)[/] (checked {age:.0f}s ago)"
+    )
+    for line in verdict.mismatches:
+        console.print(f"  {line}")
+
+
+@state_app.command("check")
+def state_check(config: ConfigOpt = None, redis_url: RedisOpt = None) -> None:
+    """Show the writing engine's last Redis-vs-DuckDB verdict. Exit 1 if accounts mismatch."""
+    from tradeguard.bus.connection import CONNECTION_ERRORS
+    from tradeguard.store.consistency import read_verdict
+
+    try:
+        redis, keys = _trade_state_client(config, redis_url)
+        verdict = read_verdict(redis, keys)
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+    except CONNECTION_ERRORS as exc:
+        raise _fail(f"trade-state Redis unreachable: {exc}") from None
+    if verdict is None:
+        raise _fail("no verdict yet: no engine has checked (is a leader running and persisting?)")
+    _print_verdict(verdict)
+    if verdict.mismatches:
+        raise typer.Exit(1)
+
+
+@state_app.command("resync")
+def state_resync(
+    config: ConfigOpt = None,
+    redis_url: RedisOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the engine's answer.")] = 15.0,
+) -> None:
+    """Restore accounts Redis lost from DuckDB's copy (the writing engine does it, then answers).
+
+    Pause intake first (fills between the loss and the resync are not in DuckDB's copy):
+    see docs/runbooks/TradeStateInconsistent.md. Diverged accounts are listed, not changed.
+    """
+    from tradeguard.bus.connection import CONNECTION_ERRORS
+    from tradeguard.process import wait_until
+    from tradeguard.store.consistency import read_verdict, request_resync
+
+    try:
+        redis, keys = _trade_state_client(config, redis_url)
+        request = request_resync(redis, keys)
+        console.print("resync requested; waiting for the writing engine to carry it out")
+
+        def answered() -> bool:
+            verdict = read_verdict(redis, keys)
+            return verdict is not None and verdict.resync_done == request
+
+        wait_until(answered, timeout, "the writing engine to answer", interval=0.2)
+        verdict = read_verdict(redis, keys)
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+    except CONNECTION_ERRORS as exc:
+        raise _fail(f"trade-state Redis unreachable: {exc}") from None
+    except TimeoutError:
+        raise _fail(
+            f"no engine answered within {timeout:.0f}s: is a leader running and persisting? "
+            "(tradeguard ha status); the request stays queued for it"
+        ) from None
+    assert verdict is not None
+    restored = ", ".join(verdict.restored) or "none"
+    console.print(f"restored from DuckDB: {restored}")
+    _print_verdict(verdict)
+    if verdict.mismatches:
+        raise typer.Exit(1)
 
 
 @rules_app.command("check")

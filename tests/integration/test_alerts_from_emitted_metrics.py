@@ -7,6 +7,9 @@ rule files, unchanged, and the alert must reach `firing` (and stay silent where 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +84,17 @@ def snapshot_trades(svc: EngineService, account: str) -> int | None:
     return None if state is None else state.trades
 
 
+def tradeguard(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+    """Run the tradeguard CLI as an operator would."""
+    return subprocess.run(
+        [sys.executable, "-m", "tradeguard.cli", *args, "--redis-url", redis_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
 def instance_of(svc: EngineService) -> str:
     return svc.metrics_url.removeprefix("http://").removesuffix("/metrics")
 
@@ -120,8 +134,6 @@ def test_trade_state_inconsistent_fires_when_redis_loses_an_account_and_resync_c
     fast = settings.model_copy(update={"state_check_interval_seconds": 0.2})
     with EngineService(fast, EngineOptions(metrics_port=0)) as svc:
         assert svc.store is not None and svc.persister is not None
-        checker = svc.persister.checker
-        assert checker is not None
         prom = prometheus_on([instance_of(svc)], ["redis_trade_state.rules.yml"])
         for i in range(5):
             svc.signals.publish(
@@ -143,7 +155,12 @@ def test_trade_state_inconsistent_fires_when_redis_loses_an_account_and_resync_c
         assert gauge(svc, "tradeguard_state_mismatched_accounts") == 1
         assert snapshot_trades(svc, "acct") == 5  # the durable copy survived
 
-        assert checker.resync(checker.check()) == ["acct"]
+        check = tradeguard("state", "check", redis_url=settings.redis_url)
+        assert check.returncode == 1 and "acct: lost (Redis no hash" in check.stdout, check.stdout
+        resync = tradeguard("state", "resync", redis_url=settings.redis_url)
+        assert resync.returncode == 0, resync.stdout + resync.stderr
+        assert "restored from DuckDB: acct" in resync.stdout
+        assert "consistent" in resync.stdout
         restored = svc.state.get("acct")
         assert restored is not None and (restored.trades, restored.positions) == (
             5,
@@ -159,3 +176,10 @@ def test_trade_state_inconsistent_fires_when_redis_loses_an_account_and_resync_c
             30,
             "TradeStateInconsistent to resolve",
         )
+
+
+def test_state_commands_say_when_no_engine_answers(settings: Settings) -> None:
+    check = tradeguard("state", "check", redis_url=settings.redis_url)
+    assert check.returncode == 2 and "no verdict yet" in check.stderr
+    resync = tradeguard("state", "resync", "--timeout", "1", redis_url=settings.redis_url)
+    assert resync.returncode == 2 and "no engine answered within 1s" in resync.stderr

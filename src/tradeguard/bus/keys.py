@@ -45,6 +45,14 @@ class Keys:
         """RTS: marks a signal's fill as applied to account state, so a retry cannot apply twice."""
         return f"{self.prefix}applied:{signal_id}"
 
+    def state_check(self) -> str:
+        """RTS: the writing engine's last Redis-vs-DuckDB verdict, and its resync answers."""
+        return f"{self.prefix}state-check"
+
+    def state_control(self) -> str:
+        """RTS: resync requests for the writing engine (``tradeguard state resync``)."""
+        return f"{self.prefix}control:state"
+
     @property
     def results(self) -> str:
         """RTRS: the result stream, trimmed to about 10,000 entries."""

@@ -11,19 +11,27 @@ the two copies:
   append-only file, flushed, evicted, failed over to a replica that was behind).
 
 A lost account is what ``tradeguard state resync`` repairs, by writing DuckDB's copy back into
-Redis. Diverged accounts are only reported: which side is right needs a human and the broker.
+Redis: the command leaves a request in Redis and the writing engine, the only process holding
+the DuckDB file, carries it out at its next check and answers. Diverged accounts are only
+reported: which side is right needs a human and the broker. Each verdict is also written to
+Redis (``tradeguard state check`` reads it), so an operator needs no access to the DuckDB file.
 The persister never snapshots a Redis state over a DuckDB row with more trades, so a Redis that
 lost state cannot erase the durable copy before the check sees it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+
+from redis import Redis
 
 from tradeguard.bus.connection import CONNECTION_ERRORS
+from tradeguard.bus.keys import Keys
 from tradeguard.bus.trade_state import AccountState, TradeState
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.store.duck import DuckStore, StoreError
@@ -73,6 +81,36 @@ def compare(
     return mismatches
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The last check as published in Redis."""
+
+    checked_at: float
+    mismatches: list[str] = field(default_factory=list)  # Mismatch.describe() of each
+    resync_done: str = ""  # id of the last resync request carried out
+    restored: list[str] = field(default_factory=list)  # accounts that resync restored
+
+
+def read_verdict(redis: Redis, keys: Keys) -> Verdict | None:
+    """The writing engine's last verdict, or None when no engine has checked yet."""
+    raw = {k.decode(): v.decode() for k, v in redis.hgetall(keys.state_check()).items()}
+    if "checked_at" not in raw:
+        return None
+    return Verdict(
+        checked_at=float(raw["checked_at"]),
+        mismatches=json.loads(raw.get("mismatches", "[]")),
+        resync_done=raw.get("resync_done", ""),
+        restored=json.loads(raw.get("restored", "[]")),
+    )
+
+
+def request_resync(redis: Redis, keys: Keys) -> str:
+    """Ask the writing engine to restore lost accounts at its next check; the request's id."""
+    request = uuid.uuid4().hex
+    redis.hset(keys.state_control(), "resync", request)
+    return request
+
+
 class ConsistencyChecker:
     """Runs the comparison and publishes it: the mismatched-accounts gauge and check counter."""
 
@@ -88,6 +126,7 @@ class ConsistencyChecker:
         self.metrics = metrics
         self.interval = interval
         self._last = -math.inf
+        self._last_poll = -math.inf
 
     def check(self) -> list[Mismatch]:
         """Compare every account DuckDB knows; StoreError or a Redis error if one side fails.
@@ -110,15 +149,43 @@ class ConsistencyChecker:
         return mismatches
 
     def maybe_check(self) -> None:
-        """Check if ``interval`` has passed since the last check; never raises."""
+        """Check when ``interval`` has passed or a resync is requested; never raises."""
         now = time.monotonic()
-        if now - self._last < self.interval:
-            return
-        self._last = now
         try:
-            self.check()
+            request = self._resync_request(now)
+            if request is None and now - self._last < self.interval:
+                return
+            self._last = now
+            mismatches = self.check()
+            restored = self.resync(mismatches) if request is not None else []
+            if restored:
+                mismatches = self.check()  # publish the repaired state, not the old one
+            self._publish(mismatches, request, restored)
         except CHECK_ERRORS as exc:
             log.warning("trade state check failed: %s", exc)
+
+    def _resync_request(self, now: float) -> str | None:
+        """A pending ``tradeguard state resync`` request id (polled twice a second)."""
+        if now - self._last_poll < 0.5:
+            return None
+        self._last_poll = now
+        raw = self.state.redis.hget(self.state.keys.state_control(), "resync")
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def _publish(
+        self, mismatches: list[Mismatch], request: str | None, restored: list[str]
+    ) -> None:
+        fields = {
+            "checked_at": repr(time.time()),
+            "mismatches": json.dumps([m.describe() for m in mismatches]),
+        }
+        if request is not None:
+            fields.update(resync_done=request, restored=json.dumps(restored))
+        pipe = self.state.redis.pipeline(transaction=True)
+        pipe.hset(self.state.keys.state_check(), mapping=fields)
+        if request is not None:
+            pipe.hdel(self.state.keys.state_control(), "resync")
+        pipe.execute()
 
     def resync(self, mismatches: list[Mismatch]) -> list[str]:
         """Write DuckDB's copy into Redis for each LOST account; the accounts restored."""
