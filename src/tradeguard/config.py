@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tradeguard.errors import ConfigError
@@ -40,6 +40,17 @@ def _check_redis_url(value: str | None) -> str | None:
 MEMORY_BUDGET_BYTES = 1 << 30  # 1 GiB: a tradeguard process's default memory budget
 
 
+class InstanceSpec(BaseModel):
+    """One supervised terminal/worker instance (``[[instances]]`` in the TOML settings)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    command: list[str] = Field(min_length=1)
+    memory_budget_bytes: int = Field(default=MEMORY_BUDGET_BYTES, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     """Every knob of tradeguard, validated once at start-up."""
 
@@ -59,6 +70,13 @@ class Settings(BaseSettings):
     consumer_group: str = Field(default="engine", min_length=1)
 
     duckdb_path: Path = Path("run/tradeguard.duckdb")
+    # Terminal/worker instances this engine supervises (tradeguard.instances), their restart
+    # policy and where their working directories and logs go.
+    instances: list[InstanceSpec] = Field(default_factory=list)
+    instance_max_recovery_attempts: int = Field(default=3, ge=0)
+    instance_stable_seconds: float = Field(default=5.0, ge=0)
+    instance_restart_backoff_seconds: float = Field(default=1.0, ge=0)
+    instances_dir: Path = Path("run/instances")
     # How often the writing replica compares Redis trade state with DuckDB's copy.
     state_check_interval_seconds: float = Field(default=10.0, gt=0)
     metrics_host: str = "127.0.0.1"

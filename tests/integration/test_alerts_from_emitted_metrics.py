@@ -20,7 +20,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tradeguard.bus import Signal
-from tradeguard.config import Settings
+from tradeguard.config import InstanceSpec, Settings
 from tradeguard.engine.service import EngineOptions, EngineService
 from tradeguard.process import wait_until
 from tradeguard.process.services import Prometheus
@@ -43,6 +43,7 @@ def prometheus_on(tmp_path: Path) -> Iterator[StartPrometheus]:
             "scrape_configs": [
                 {
                     "job_name": "engine",
+                    "honor_labels": True,  # as deploy/prometheus/prometheus.yml: instance ids
                     "scrape_interval": "1s",
                     "scrape_timeout": "1s",
                     "static_configs": [{"targets": targets, "labels": {"service": "engine"}}],
@@ -183,3 +184,29 @@ def test_state_commands_say_when_no_engine_answers(settings: Settings) -> None:
     assert check.returncode == 2 and "no verdict yet" in check.stderr
     resync = tradeguard("state", "resync", "--timeout", "1", redis_url=settings.redis_url)
     assert resync.returncode == 2 and "no engine answered within 1s" in resync.stderr
+
+
+def test_instance_alerts_fire_from_the_engine_that_supervises_the_instance(
+    settings: Settings, prometheus_on: StartPrometheus, tmp_path: Path
+) -> None:
+    crasher = InstanceSpec(
+        id="flaky", command=[sys.executable, "-c", "import sys, time; time.sleep(0.1); sys.exit(3)"]
+    )
+    supervised = settings.model_copy(
+        update={
+            "instances": [crasher],
+            "instances_dir": tmp_path / "instances",
+            "instance_stable_seconds": 0.5,
+            "instance_restart_backoff_seconds": 0.2,
+        }
+    )
+    with EngineService(supervised, EngineOptions(metrics_port=0, persist=False)) as svc:
+        prom = prometheus_on([instance_of(svc)], ["instance.rules.yml"])
+        wait_until(
+            lambda: any(
+                a["state"] == "firing" and a["labels"]["instance"] == "flaky"
+                for a in alerts(prom, "InstanceRecoveryFailed")
+            ),
+            30,
+            "InstanceRecoveryFailed to fire for the crash-looping instance",
+        )

@@ -55,3 +55,25 @@ def test_missing_and_broken_config_files(tmp_path: Path) -> None:
     bad.write_text("= nonsense")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(bad)
+
+
+def test_instances_come_from_the_toml_file(tmp_path: Path) -> None:
+    path = tmp_path / "tradeguard.toml"
+    path.write_text(
+        '[[instances]]\nid = "mt5-1"\ncommand = ["mt5-bridge", "--account", "1"]\n'
+        "memory_budget_bytes = 2147483648\n"
+        '[[instances]]\nid = "mt5-2"\ncommand = ["mt5-bridge", "--account", "2"]\n'
+    )
+    settings = load_settings(path)
+    assert [(i.id, i.command[-1]) for i in settings.instances] == [("mt5-1", "1"), ("mt5-2", "2")]
+    assert settings.instances[0].memory_budget_bytes == 2 << 30
+    assert settings.instances[1].memory_budget_bytes == 1 << 30
+
+
+def test_a_bad_instance_is_a_clear_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "tradeguard.toml"
+    path.write_text('[[instances]]\nid = "bad id!"\ncommand = []\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert "instances.0.id" in message and "instances.0.command" in message

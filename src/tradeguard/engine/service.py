@@ -13,6 +13,7 @@ from pathlib import Path
 from redis import Redis
 
 from tradeguard.bus.connection import layer_clients
+from tradeguard.bus.instance_state import InstanceRegistry
 from tradeguard.bus.keys import Keys
 from tradeguard.bus.results import ResultStream
 from tradeguard.bus.signal_stream import SignalStream
@@ -23,6 +24,7 @@ from tradeguard.engine.control import ControlledFence, ControlPoller
 from tradeguard.engine.fencing import Fence, LocalFence
 from tradeguard.engine.loop import Engine, EngineConfig
 from tradeguard.engine.paper import BrokerKnobs, PaperBroker, SQLiteBook
+from tradeguard.instances.supervisor import InstanceSupervisor
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.collectors import DuckDBCollector, StreamCollector
 from tradeguard.metrics.http import MetricsServer
@@ -132,6 +134,17 @@ class EngineService:
             if self.options.metrics_port is None
             else self.options.metrics_port
         )
+        self.supervisor: InstanceSupervisor | None = None
+        if settings.instances:
+            self.supervisor = InstanceSupervisor(
+                settings.instances,
+                InstanceRegistry(self.clients[Layer.INSTANCE_STATE], self.keys, self.metrics),
+                settings.instances_dir,
+                self.metrics,
+                max_recovery_attempts=settings.instance_max_recovery_attempts,
+                stable_seconds=settings.instance_stable_seconds,
+                restart_backoff=settings.instance_restart_backoff_seconds,
+            )
         self.http = MetricsServer(self.registry, settings.metrics_host, port, health=self.problem)
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -146,6 +159,8 @@ class EngineService:
         self._spawn("engine", self.engine.run)
         if self.persister is not None:
             self._spawn("persister", self.persister.run)
+        if self.supervisor is not None:
+            self._spawn("instances", self.supervisor.run)
         log.info("engine %s started; metrics at %s", self.options.consumer, self.metrics_url)
         return self
 
