@@ -172,6 +172,8 @@ def run_tour(
         stack.stop()
     assert final is not None
     caught = sum(r.caught for r in results)
+    if not console.is_terminal:
+        console.print()  # a live view written to a file or pipe ends without a line break
     console.print(
         f"{caught}/{len(results)} scenarios caught; {final.published} signals "
         f"published, {final.executed} executed, {final.dropped} expired (dead-lettered), "
