@@ -29,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from tradeguard.bus.connection import CONNECTION_ERRORS
 from tradeguard.bus.keys import Keys
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 LOST = "lost"  # Redis has fewer trades than DuckDB, or no hash at all
 DIVERGED = "diverged"  # same trade count, different balance or positions
 # Either side unreadable: the check fails (counted), the next one tries again.
-CHECK_ERRORS: tuple[type[Exception], ...] = (StoreError, *CONNECTION_ERRORS)
+CHECK_ERRORS: tuple[type[Exception], ...] = (StoreError, RedisError, *CONNECTION_ERRORS)
 
 
 @dataclass(frozen=True)

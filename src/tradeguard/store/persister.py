@@ -141,7 +141,11 @@ class ResultPersister:
         pipe = self.results.redis.pipeline(transaction=True)
         pipe.xinfo_stream(key)
         pipe.xinfo_groups(key)
-        stream, groups = pipe.execute()
+        try:
+            stream, groups = pipe.execute()
+        except ResponseError as exc:  # the stream vanished (a Redis restarted empty): next time
+            log.warning("cannot read the result stream's counters: %s", exc)
+            return
         group = next((g for g in groups if _text(g.get("name")) == GROUP), None)
         if group is None or group.get("entries-read") is None:
             return  # Redis < 7, or a group whose read counter Redis cannot know
