@@ -222,3 +222,22 @@ def test_stopping_the_supervisor_stops_its_instances(
     thread.join(15)
     assert not thread.is_alive() and not process.running
     assert registry.state("mt5-1") is S.STOPPED
+
+
+def test_a_command_that_cannot_start_is_retried_then_stopped_and_supervision_goes_on(
+    supervise: Supervise,
+    redis_server: RedisServer,
+    broker: int,
+    client: Redis,
+    tmp_path: Path,
+) -> None:
+    registry = InstanceRegistry(client, Keys())
+    script = tmp_path / "terminal.sh"
+    script.write_text("#!/bin/sh\nsleep 600\n")  # not executable: Popen raises PermissionError
+    broken = InstanceSpec(id="broken", command=[str(script)])
+    supervise(broken, terminal(redis_server, broker))
+    wait_until(
+        lambda: "instance_stopped" in events(registry, "broken"), 30, "the supervisor to give up"
+    )
+    wait_until(state_is(registry, "mt5-1", S.RUNNING), 15, "the other instance to run")
+    assert registry.info("broken")["exit_code"] == "-1"

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from tradeguard.bus.connection import CONNECTION_ERRORS
 from tradeguard.bus.instance_state import (
     ALLOWED,
@@ -50,7 +52,7 @@ DEGRADED_MEMORY_RATIO = 0.8
 # Figures an instance reports into its own RIS hash.
 REPORTED_FIGURES = ("queue_length", "network_latency_seconds")
 # A tick that meets one of these for an instance logs it and tries again at the next tick.
-STEP_ERRORS: tuple[type[Exception], ...] = (TradeguardError, *CONNECTION_ERRORS)
+STEP_ERRORS: tuple[type[Exception], ...] = (TradeguardError, RedisError, *CONNECTION_ERRORS)
 
 
 @dataclass
@@ -168,7 +170,7 @@ class InstanceSupervisor:
             self._figures(t, recovery_attempts=0.0)
         try:
             t.process.start()
-        except TradeguardError as exc:
+        except (TradeguardError, OSError) as exc:  # exits at once, not executable, ...
             log.error("instance %s did not start: %s", t.spec.id, exc)
         t.started_at = time.monotonic()
         t.last_sample = None
