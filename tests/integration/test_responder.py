@@ -595,3 +595,54 @@ def test_cli_reports_an_unreachable_responder() -> None:
     assert result.returncode == 1
     assert f"the responder at {url} is unreachable" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+# ---- throttling -----------------------------------------------------------------------------
+def burst_alert(i: int, component: str, alertname: str) -> dict[str, Any]:
+    labels = {
+        "alertname": alertname,
+        "severity": "critical",
+        "component": component,
+        "instance": "127.0.0.1:6379",
+    }
+    return alert(labels=labels, fingerprint=f"{len(component):04x}{i:012x}")
+
+
+def test_a_burst_is_throttled_per_category_and_what_is_held_is_reported_not_lost(
+    start_responder: StartResponder,
+) -> None:
+    r = start_responder(throttle_window_seconds=3.0)  # the seed's limits, a short window
+    redis = [burst_alert(i, "redis_trade_state", f"RedisAlert{i}") for i in range(7)]
+    docker = burst_alert(0, "docker", "ContainerFailed")  # no limit for its category
+    assert r.post(body(payload(*redis, docker))).status_code == 200
+
+    assert r.stored() == 8  # every event is in history, held or not
+    sent = r.notifications()
+    assert [n["alertname"] for n in sent if n["component"] == "redis_trade_state"] == [
+        f"RedisAlert{i}"
+        for i in range(5)  # "at most 5 Redis notifications a minute"
+    ]
+    assert [n["alertname"] for n in sent if n["component"] == "docker"] == ["ContainerFailed"]
+    assert r.counter("tradeguard_responder_notifications_total", status="throttled") == 2
+
+    # Nothing else of the category comes: once the window has room, the newest held one goes
+    # out and reports the other.
+    wait_until(lambda: len(r.notifications()) == 7, 10, "the held notifications to be released")
+    released = r.notifications()[-1]
+    assert released["alertname"] == "RedisAlert6"
+    assert released["held_back"] == ["RedisAlert5 on 127.0.0.1:6379 firing"]
+    assert "(+1 held back: RedisAlert5 on 127.0.0.1:6379 firing)" in released["message"]
+    assert r.counter("tradeguard_responder_notifications_total", status="throttled") == 2
+
+
+def test_throttling_can_be_turned_off(start_responder: StartResponder) -> None:
+    r = start_responder(throttle_per_minute={})
+    redis = [burst_alert(i, "redis_trade_state", f"RedisAlert{i}") for i in range(7)]
+    assert r.post(body(payload(*redis))).status_code == 200
+    assert len(r.notifications()) == 7
+    assert r.counter("tradeguard_responder_notifications_total", status="throttled") == 0
+
+
+def test_a_limit_below_one_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="at least 1"):
+        load_responder_settings(token=TOKEN, throttle_per_minute={"redis": 0})

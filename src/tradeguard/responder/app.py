@@ -36,6 +36,7 @@ from tradeguard.responder.history.base import MAX_HISTORY_LIMIT, AlertHistory, H
 from tradeguard.responder.intake import Intake
 from tradeguard.responder.payload import PayloadJSONError, PayloadValidationError, parse_payload
 from tradeguard.responder.settings import ResponderSettings
+from tradeguard.responder.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,9 @@ def create_app(
     auth = settings.authenticator()
     if not auth.enabled:
         log.warning("responder running WITHOUT authentication (--insecure)")
-    intake = Intake(history, Notifier(channels, metrics), metrics)
+    throttle = Throttle(settings.throttle_per_minute, settings.throttle_window_seconds)
+    notifier = Notifier(channels, metrics, throttle if settings.throttle_per_minute else None)
+    intake = Intake(history, notifier, metrics)
     endpoints = _Endpoints(settings, auth, history, intake, metrics)
     app = Starlette(
         routes=[
@@ -267,4 +270,5 @@ def create_app(
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
     app.state.intake = intake
+    app.state.notifier = notifier
     return app

@@ -65,6 +65,8 @@ class ConsoleChannel:
             line.append(f"  {n.recovered}")
         elif n.summary:
             line.append(f"  {n.summary}")
+        if n.held_back:
+            line.append(n.held_back_text, style="dim")
         return line
 
     def send(self, notification: Notification) -> None:
@@ -93,6 +95,7 @@ def notification_record(n: Notification, sent_at: datetime | None = None) -> dic
         "receiver": n.receiver,
         "runbook_url": n.runbook_url,
         "labels": dict(n.labels),
+        "held_back": list(n.held_back),
     }
 
 

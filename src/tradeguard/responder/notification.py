@@ -19,6 +19,7 @@ from tradeguard.responder.payload import AlertStatus
 # Rule descriptions in deploy/prometheus/rules quote their threshold as "(threshold 80%)" or
 # "(threshold: more than 5)".
 _THRESHOLD = re.compile(r"\(threshold:?\s*([^)]+)\)", re.IGNORECASE)
+HELD_BACK_LISTED = 10  # a summary names at most this many held-back notifications
 
 
 def _duration(delta: timedelta) -> str:
@@ -63,6 +64,9 @@ class Notification:
     ends_at: datetime | None
     receiver: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Notifications of the same category that throttling held back and this one now reports
+    # (see tradeguard.responder.throttle), oldest first, as one-line descriptions.
+    held_back: tuple[str, ...] = ()
 
     @classmethod
     def from_event(cls, event: AlertEvent) -> Notification:
@@ -85,10 +89,26 @@ class Notification:
         )
 
     @property
+    def brief(self) -> str:
+        """Alert, place and status in a few words: how a held-back notification is listed."""
+        where = f" on {self.instance}" if self.instance else ""
+        return f"{self.alertname}{where} {self.status}"
+
+    @property
+    def held_back_text(self) -> str:
+        """ " (+N held back: A, B, ...)" when throttling held notifications back, else ""."""
+        if not self.held_back:
+            return ""
+        shown = ", ".join(self.held_back[:HELD_BACK_LISTED])
+        more = len(self.held_back) - HELD_BACK_LISTED
+        tail = f" and {more} more" if more > 0 else ""
+        return f" (+{len(self.held_back)} held back: {shown}{tail})"
+
+    @property
     def headline(self) -> str:
         """The one-line text every channel can fall back to."""
         where = f" on {self.instance}" if self.instance else ""
         if self.status == "resolved":
-            return f"RESOLVED [{self.severity}] {self.recovered}"
+            return f"RESOLVED [{self.severity}] {self.recovered}{self.held_back_text}"
         text = f"FIRING [{self.severity}] {self.alertname}{where}"
-        return text + (f": {self.summary}" if self.summary else "")
+        return text + (f": {self.summary}" if self.summary else "") + self.held_back_text

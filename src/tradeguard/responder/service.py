@@ -28,6 +28,7 @@ from tradeguard.responder.history import AlertHistory, open_history
 from tradeguard.responder.settings import ResponderSettings, load_responder_settings
 
 log = logging.getLogger(__name__)
+RELEASE_INTERVAL = 1.0  # seconds between two releases of throttled notifications
 
 __all__ = ["ResponderServer", "ResponderSettings", "default_channels", "load_responder_settings"]
 
@@ -71,6 +72,8 @@ class ResponderServer:
             raise
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._releaser: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._socket: socket.socket | None = None
         self.port = settings.port
 
@@ -129,11 +132,29 @@ class ResponderServer:
         if not server.started:
             self.stop()
             raise ServiceError("the responder's HTTP server exited during start-up")
+        self._stopping.clear()
+        self._releaser = threading.Thread(
+            target=self._release_held, name="responder-release", daemon=True
+        )
+        self._releaser.start()
         log.info("responder listening on %s", self.url)
         return self
 
+    def _release_held(self) -> None:
+        """Once a second, send the notifications throttling held back whose window has room."""
+        notifier = self.app.state.notifier
+        while not self._stopping.wait(RELEASE_INTERVAL):
+            try:
+                notifier.flush()
+            except Exception:  # a failing flush must not stop the next one
+                log.exception("releasing held notifications failed")
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving (in-flight requests get a few seconds), then close what we opened."""
+        self._stopping.set()
+        if self._releaser is not None:
+            self._releaser.join(timeout)
+            self._releaser = None
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

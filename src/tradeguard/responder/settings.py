@@ -17,6 +17,7 @@ from tradeguard.config import MEMORY_BUDGET_BYTES
 from tradeguard.errors import ConfigError
 from tradeguard.responder.auth import Authenticator, build_authenticator
 from tradeguard.responder.history import check_history_url
+from tradeguard.responder.throttle import DEFAULT_LIMITS, WINDOW_SECONDS
 
 DEFAULT_PORT = 9466
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -39,6 +40,17 @@ class ResponderSettings(BaseSettings):
     console: bool = True
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024, le=64 * 1024 * 1024)
     memory_budget_bytes: int = Field(default=MEMORY_BUDGET_BYTES, ge=0)  # 0: no budget
+    # Notifications a minute per category (tradeguard.responder.throttle); {} turns it off.
+    throttle_per_minute: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    throttle_window_seconds: float = Field(default=WINDOW_SECONDS, gt=0)
+
+    @field_validator("throttle_per_minute")
+    @classmethod
+    def _positive_limits(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = sorted(k for k, v in value.items() if v < 1)
+        if bad:
+            raise ValueError(f"limits must be at least 1 (use {{}} for no throttling): {bad}")
+        return value
 
     _check_history = field_validator("history_url")(check_history_url)
 
