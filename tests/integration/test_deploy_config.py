@@ -7,17 +7,14 @@ The consistency checks are the ones ``tradeguard rules check`` runs
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from http_sink import Sink
 
 from tradeguard.metrics.vocabulary import LAYERS
 from tradeguard.process import free_port, wait_until
@@ -258,54 +255,6 @@ def render_prometheus(dest: Path, dead_port: int, alertmanager_port: int) -> Pat
     path = dest / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-@dataclass
-class Captured:
-    """One HTTP request Alertmanager sent to the sink."""
-
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-class Sink:
-    """A loopback HTTP server standing in for the responder, PagerDuty and Slack: it records
-    every POST and answers 200."""
-
-    def __init__(self) -> None:
-        self.requests: list[Captured] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                sink.requests.append(Captured(self.path, dict(self.headers), json.loads(raw)))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self.port: int = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def posted_to(self, path: str) -> list[Captured]:
-        return [request for request in list(self.requests) if request.path == path]
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink()
-    server.thread.start()
-    try:
-        yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
-        server.thread.join(5)
 
 
 @pytest.fixture

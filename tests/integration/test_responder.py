@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from http_sink import Sink
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -646,3 +647,50 @@ def test_throttling_can_be_turned_off(start_responder: StartResponder) -> None:
 def test_a_limit_below_one_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="at least 1"):
         load_responder_settings(token=TOKEN, throttle_per_minute={"redis": 0})
+
+
+# ---- apprise --------------------------------------------------------------------------------
+def apprise_urls(tmp_path: Path, *urls: str) -> Path:
+    path = tmp_path / "apprise-urls"
+    path.write_text("# chat and the team webhook\n\n" + "\n".join(urls) + "\n")
+    return path
+
+
+def test_apprise_urls_get_firing_and_resolved_notices(
+    start_responder: StartResponder, sink: Sink, tmp_path: Path
+) -> None:
+    urls = apprise_urls(tmp_path, f"json://127.0.0.1:{sink.port}/chat")
+    r = start_responder(apprise_urls_file=urls)
+    assert r.post(body(payload(alert()))).status_code == 200
+    assert r.post(body(payload(alert("resolved")))).status_code == 200
+    firing, resolved = (c.body for c in sink.posted_to("/chat"))
+    assert firing["type"] == "failure"  # critical
+    assert firing["title"].startswith("FIRING [critical] RedisTradeStateLatencyHigh")
+    assert "p99 read latency is 12ms (threshold 5ms)." in firing["message"]
+    assert "Runbook: docs/runbooks/RedisTradeStateLatencyHigh.md" in firing["message"]
+    assert resolved["type"] == "success"
+    assert resolved["title"].startswith("RESOLVED [critical] RedisTradeStateLatencyHigh")
+    assert "back within threshold (5ms)" in resolved["message"]
+    assert r.counter("tradeguard_responder_notifications_total", status="sent") == 4  # 2 x 2
+
+
+def test_an_apprise_target_that_fails_is_counted_and_the_others_still_get_it(
+    start_responder: StartResponder, sink: Sink, tmp_path: Path
+) -> None:
+    sink.status = 500
+    r = start_responder(apprise_urls_file=apprise_urls(tmp_path, f"json://127.0.0.1:{sink.port}/x"))
+    assert r.post(body(payload(alert()))).status_code == 200  # stored; delivery is not retried
+    assert len(sink.posted_to("/x")) == 1
+    assert r.counter("tradeguard_responder_notifications_total", status="failed") == 1
+    assert [n["alertname"] for n in r.notifications()] == ["RedisTradeStateLatencyHigh"]
+
+
+def test_a_bad_apprise_url_is_refused_at_start_without_showing_it(
+    start_responder: StartResponder, tmp_path: Path
+) -> None:
+    secret = "nosuchscheme://hooks.example/T000/B000/secret-token"
+    with pytest.raises(ConfigError) as info:
+        start_responder(apprise_urls_file=apprise_urls(tmp_path, secret))
+    assert "apprise URL #1" in str(info.value) and "secret-token" not in str(info.value)
+    with pytest.raises(ConfigError, match="apprise URL file"):
+        start_responder(apprise_urls_file=tmp_path / "missing")

@@ -1,9 +1,11 @@
-"""Where notifications go: the ``Channel`` protocol and the two embedded channels.
+"""Where notifications go: the ``Channel`` protocol, the two embedded channels and apprise.
 
 The console channel is the default a person watching a terminal sees; the JSONL channel is the
 machine-readable record tests and scripts read (and what the end-to-end tests assert on). Both
-are local and dependency-free; apprise URLs and PagerDuty's Events API will be further
-implementations of the same protocol, so the intake and the dispatcher never change.
+are local and dependency-free. :class:`AppriseChannel` reaches chat, e-mail, webhooks and the
+rest through apprise URLs taken from configuration (a file, like Alertmanager's secrets), never
+from code. PagerDuty is its own channel (:mod:`tradeguard.responder.pagerduty`): apprise's
+plugin can only trigger, never resolve.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.text import Text
 
-from tradeguard.errors import TradeguardError
+from tradeguard.errors import ConfigError, TradeguardError
 from tradeguard.responder.events import iso
 from tradeguard.responder.notification import Notification
 
@@ -141,3 +143,61 @@ class JsonlChannel:
                     _fsync_dir(self.path.parent)
         except OSError as exc:
             raise ChannelError(f"jsonl channel {self.path}: {exc}") from exc
+
+
+class AppriseChannel:
+    """Sends each notification to every configured apprise URL (Slack, e-mail, Telegram, ...).
+
+    Title: the notification's headline; body: the description (or what recovered), the runbook
+    and what throttling held back. The notification type follows status and severity, so
+    services that colour by type show a resolved notice green and a critical red.
+    """
+
+    name = "apprise"
+
+    def __init__(self, urls: list[str]) -> None:
+        import apprise
+
+        self._apprise = apprise.Apprise()
+        for index, url in enumerate(urls):
+            if not self._apprise.add(url):
+                # Never echo the URL: it usually holds a token.
+                raise ConfigError(f"apprise URL #{index + 1} is not a URL apprise understands")
+        self._types = {
+            "critical": apprise.NotifyType.FAILURE,
+            "warning": apprise.NotifyType.WARNING,
+        }
+        self._resolved = apprise.NotifyType.SUCCESS
+        self._default = apprise.NotifyType.INFO
+
+    def body(self, n: Notification) -> str:
+        lines = [n.recovered if n.status == "resolved" and n.recovered else n.description]
+        if n.runbook_url:
+            lines.append(f"Runbook: {n.runbook_url}")
+        if n.held_back:
+            lines.append(f"Held back by throttling:{n.held_back_text.removeprefix(' ')}")
+        return "\n".join(line for line in lines if line)
+
+    def send(self, notification: Notification) -> None:
+        kind = (
+            self._resolved
+            if notification.status == "resolved"
+            else self._types.get(notification.severity, self._default)
+        )
+        try:
+            delivered = self._apprise.notify(
+                title=notification.headline, body=self.body(notification), notify_type=kind
+            )
+        except Exception as exc:  # a plugin bug must read as a failed delivery, not a crash
+            raise ChannelError(f"apprise channel: {exc}") from exc
+        if not delivered:
+            raise ChannelError("apprise channel: at least one URL did not take the notification")
+
+
+def read_apprise_urls(path: Path) -> list[str]:
+    """One apprise URL per line; blanks and ``#`` comments skipped."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"apprise URL file {path}: {exc.strerror or exc}") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]

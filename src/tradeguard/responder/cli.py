@@ -225,6 +225,10 @@ def responder_command(
     jsonl_path: Annotated[
         Path | None, typer.Option(help="Also append each notification to this JSONL file.")
     ] = None,
+    apprise_urls_file: Annotated[
+        Path | None,
+        typer.Option(help="File of apprise URLs (one a line) to notify: Slack, e-mail, ..."),
+    ] = None,
     token_file: Annotated[
         Path | None, typer.Option(help="File holding the bearer token Alertmanager sends.")
     ] = None,
@@ -256,6 +260,7 @@ def responder_command(
             port=port,
             history_url=history_url,
             jsonl_path=jsonl_path,
+            apprise_urls_file=apprise_urls_file,
             token_file=token_file,
             basic_user=basic_user,
             basic_password_file=basic_password_file,

@@ -23,7 +23,13 @@ from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.process import process_registry
 from tradeguard.process.managed import wait_until
 from tradeguard.responder.app import create_app
-from tradeguard.responder.channels import Channel, ConsoleChannel, JsonlChannel
+from tradeguard.responder.channels import (
+    AppriseChannel,
+    Channel,
+    ConsoleChannel,
+    JsonlChannel,
+    read_apprise_urls,
+)
 from tradeguard.responder.history import AlertHistory, open_history
 from tradeguard.responder.settings import ResponderSettings, load_responder_settings
 
@@ -34,12 +40,15 @@ __all__ = ["ResponderServer", "ResponderSettings", "default_channels", "load_res
 
 
 def default_channels(settings: ResponderSettings) -> list[Channel]:
-    """The embedded channels the settings ask for: console and/or a JSONL file."""
+    """The channels the settings ask for: console, a JSONL file, apprise URLs (ConfigError for
+    an unreadable URL file or a URL apprise does not understand)."""
     channels: list[Channel] = []
     if settings.console:
         channels.append(ConsoleChannel())
     if settings.jsonl_path is not None:
         channels.append(JsonlChannel(settings.jsonl_path))
+    if settings.apprise_urls_file is not None:
+        channels.append(AppriseChannel(read_apprise_urls(settings.apprise_urls_file)))
     return channels
 
 

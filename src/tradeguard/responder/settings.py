@@ -37,6 +37,7 @@ class ResponderSettings(BaseSettings):
     insecure: bool = False
     history_url: str = "sqlite:///run/responder/history.sqlite3"
     jsonl_path: Path | None = None
+    apprise_urls_file: Path | None = None  # one apprise URL a line (they hold tokens: a file)
     console: bool = True
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024, le=64 * 1024 * 1024)
     memory_budget_bytes: int = Field(default=MEMORY_BUDGET_BYTES, ge=0)  # 0: no budget
