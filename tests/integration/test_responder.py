@@ -694,3 +694,53 @@ def test_a_bad_apprise_url_is_refused_at_start_without_showing_it(
     assert "apprise URL #1" in str(info.value) and "secret-token" not in str(info.value)
     with pytest.raises(ConfigError, match="apprise URL file"):
         start_responder(apprise_urls_file=tmp_path / "missing")
+
+
+# ---- PagerDuty --------------------------------------------------------------------------------
+def test_pagerduty_pages_a_critical_and_resolves_the_same_incident(
+    start_responder: StartResponder, sink: Sink, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "pagerduty-routing-key"
+    key_file.write_text("R0UT1NGKEY\n")
+    r = start_responder(pagerduty_routing_key_file=key_file, pagerduty_url=f"{sink.url}/v2/enqueue")
+    warning = alert(
+        labels={"alertname": "RedisSlow", "severity": "warning", "component": "redis"},
+        fingerprint="0badc0de",
+    )
+    assert r.post(body(payload(alert(), warning))).status_code == 200
+    assert r.post(body(payload(alert("resolved")))).status_code == 200
+
+    trigger, resolve = (c.body for c in sink.posted_to("/v2/enqueue"))  # the warning: no page
+    assert trigger["routing_key"] == "R0UT1NGKEY" and trigger["event_action"] == "trigger"
+    assert trigger["dedup_key"] == FINGERPRINT
+    assert trigger["payload"]["severity"] == "critical"
+    assert trigger["payload"]["source"] == "127.0.0.1:6379"
+    assert trigger["payload"]["summary"].startswith("FIRING [critical] RedisTradeStateLatencyHigh")
+    details = trigger["payload"]["custom_details"]
+    assert details["runbook_url"] == "docs/runbooks/RedisTradeStateLatencyHigh.md"
+    assert resolve == {
+        "routing_key": "R0UT1NGKEY",
+        "event_action": "resolve",
+        "dedup_key": FINGERPRINT,
+    }
+
+
+def test_pagerduty_rate_limiting_is_a_counted_failure(
+    start_responder: StartResponder, sink: Sink, tmp_path: Path
+) -> None:
+    sink.status = 429
+    key_file = tmp_path / "key"
+    key_file.write_text("K")
+    r = start_responder(pagerduty_routing_key_file=key_file, pagerduty_url=f"{sink.url}/v2/enqueue")
+    assert r.post(body(payload(alert()))).status_code == 200
+    assert r.counter("tradeguard_responder_notifications_total", status="failed") == 1
+    assert r.stored() == 1
+
+
+def test_an_empty_pagerduty_key_file_is_refused_at_start(
+    start_responder: StartResponder, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        start_responder(pagerduty_routing_key_file=key_file)

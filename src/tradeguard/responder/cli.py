@@ -229,6 +229,10 @@ def responder_command(
         Path | None,
         typer.Option(help="File of apprise URLs (one a line) to notify: Slack, e-mail, ..."),
     ] = None,
+    pagerduty_routing_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding a PagerDuty Events API v2 routing key: page criticals."),
+    ] = None,
     token_file: Annotated[
         Path | None, typer.Option(help="File holding the bearer token Alertmanager sends.")
     ] = None,
@@ -261,6 +265,7 @@ def responder_command(
             history_url=history_url,
             jsonl_path=jsonl_path,
             apprise_urls_file=apprise_urls_file,
+            pagerduty_routing_key_file=pagerduty_routing_key_file,
             token_file=token_file,
             basic_user=basic_user,
             basic_password_file=basic_password_file,

@@ -31,6 +31,7 @@ from tradeguard.responder.channels import (
     read_apprise_urls,
 )
 from tradeguard.responder.history import AlertHistory, open_history
+from tradeguard.responder.pagerduty import PagerDutyChannel, read_routing_key
 from tradeguard.responder.settings import ResponderSettings, load_responder_settings
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ __all__ = ["ResponderServer", "ResponderSettings", "default_channels", "load_res
 
 
 def default_channels(settings: ResponderSettings) -> list[Channel]:
-    """The channels the settings ask for: console, a JSONL file, apprise URLs (ConfigError for
-    an unreadable URL file or a URL apprise does not understand)."""
+    """The channels the settings ask for: console, a JSONL file, apprise URLs, PagerDuty
+    (ConfigError for an unreadable or empty secret file or a URL apprise does not understand)."""
     channels: list[Channel] = []
     if settings.console:
         channels.append(ConsoleChannel())
@@ -49,6 +50,9 @@ def default_channels(settings: ResponderSettings) -> list[Channel]:
         channels.append(JsonlChannel(settings.jsonl_path))
     if settings.apprise_urls_file is not None:
         channels.append(AppriseChannel(read_apprise_urls(settings.apprise_urls_file)))
+    if settings.pagerduty_routing_key_file is not None:
+        key = read_routing_key(settings.pagerduty_routing_key_file)
+        channels.append(PagerDutyChannel(key, settings.pagerduty_url))
     return channels
 
 

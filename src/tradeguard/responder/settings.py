@@ -17,6 +17,7 @@ from tradeguard.config import MEMORY_BUDGET_BYTES
 from tradeguard.errors import ConfigError
 from tradeguard.responder.auth import Authenticator, build_authenticator
 from tradeguard.responder.history import check_history_url
+from tradeguard.responder.pagerduty import EVENTS_URL as PAGERDUTY_EVENTS_URL
 from tradeguard.responder.throttle import DEFAULT_LIMITS, WINDOW_SECONDS
 
 DEFAULT_PORT = 9466
@@ -38,6 +39,8 @@ class ResponderSettings(BaseSettings):
     history_url: str = "sqlite:///run/responder/history.sqlite3"
     jsonl_path: Path | None = None
     apprise_urls_file: Path | None = None  # one apprise URL a line (they hold tokens: a file)
+    pagerduty_routing_key_file: Path | None = None  # pages criticals via the Events API v2
+    pagerduty_url: str = PAGERDUTY_EVENTS_URL
     console: bool = True
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024, le=64 * 1024 * 1024)
     memory_budget_bytes: int = Field(default=MEMORY_BUDGET_BYTES, ge=0)  # 0: no budget
