@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tradeguard.errors import ConfigError
+from tradeguard.responder.auth import read_secret
 from tradeguard.responder.channels import ChannelError
 from tradeguard.responder.notification import Notification
 
@@ -25,14 +25,8 @@ SUMMARY_LIMIT = 1024  # the Events API truncates longer summaries
 
 
 def read_routing_key(path: Path) -> str:
-    """The integration (routing) key from its file; ConfigError if missing or empty."""
-    try:
-        key = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"PagerDuty routing key file {path}: {exc.strerror or exc}") from None
-    if not key:
-        raise ConfigError(f"PagerDuty routing key file {path} is empty")
-    return key
+    """The integration (routing) key from its file; ConfigError if unreadable or empty."""
+    return read_secret(path, "PagerDuty routing key")
 
 
 class PagerDutyChannel:
