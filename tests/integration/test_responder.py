@@ -744,3 +744,76 @@ def test_an_empty_pagerduty_key_file_is_refused_at_start(
     key_file.write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         start_responder(pagerduty_routing_key_file=key_file)
+
+
+# ---- acknowledgement and the effectiveness report --------------------------------------------
+def ack(r: Responder, fingerprint: str, by: str = "ana", **extra: Any) -> httpx.Response:
+    return httpx.post(
+        r.url + "/api/alerts/ack",
+        json={"fingerprint": fingerprint, "by": by, **extra},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+
+
+def test_acknowledgements_feed_the_effectiveness_report(
+    start_responder: StartResponder, history_url: str
+) -> None:
+    r = start_responder(history_url)
+    noisy = alert(
+        labels={"alertname": "DiskNoise", "severity": "warning", "component": "system"},
+        fingerprint="0d15c0",
+    )
+    assert r.post(body(payload(alert(), noisy))).status_code == 200
+
+    first = ack(r, FINGERPRINT, note="on it")
+    assert first.status_code == 200, first.text
+    assert first.json()["acked_by"] == "ana" and first.json()["false_positive"] is False
+    again = ack(r, FINGERPRINT, by="bo")  # the first acknowledgement is the one that counts
+    assert again.status_code == 200 and again.json()["acked_by"] == "ana"
+    assert ack(r, "0d15c0", by="bo", false_positive=True).status_code == 200
+    assert r.post(body(payload(alert("resolved")))).status_code == 200
+
+    report = r.get("/api/report", days=7)
+    assert report.status_code == 200, report.text
+    figures = report.json()
+    assert (figures["occurrences"], figures["acknowledged"], figures["unacknowledged"]) == (2, 2, 0)
+    assert figures["resolved"] == 1
+    # startsAt 10:00:00.123456789, endsAt 10:03:30 (microsecond precision)
+    assert figures["mttr_seconds"] == pytest.approx(209.876544)
+    assert 0 <= figures["mtta_seconds"] < 60
+    assert figures["false_positive_share"] == 0.5
+    assert figures["per_day"] == pytest.approx(2 / 7)
+    assert {t["alertname"] for t in figures["top"]} == {"RedisTradeStateLatencyHigh", "DiskNoise"}
+
+
+def test_bad_acknowledgements_are_refused(start_responder: StartResponder) -> None:
+    r = start_responder()
+    assert ack(r, "abcdef").status_code == 404  # never fired
+    missing_by = httpx.post(
+        r.url + "/api/alerts/ack",
+        json={"fingerprint": FINGERPRINT},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert missing_by.status_code == 422 and "by" in missing_by.json()["error"]
+    anonymous = httpx.post(r.url + "/api/alerts/ack", json={}, timeout=10)
+    assert anonymous.status_code == 401
+    assert r.get("/api/report", days=0).status_code == 400
+
+
+def test_cli_acknowledges_and_reports(start_responder: StartResponder) -> None:
+    r = start_responder()
+    r.post(body(payload()))
+    runner = CliRunner()
+    env = {"TRADEGUARD_RESPONDER_TOKEN": TOKEN, "COLUMNS": "200"}
+    acked = runner.invoke(alerts_app, ["ack", FINGERPRINT, "--by", "ana", "--url", r.url], env=env)
+    assert acked.exit_code == 0, acked.output
+    assert f"acknowledged {FINGERPRINT}" in acked.stdout and "by ana" in acked.stdout
+    report = runner.invoke(alerts_app, ["report", "--days", "1", "--url", r.url], env=env)
+    assert report.exit_code == 0, report.output
+    assert (
+        "alert occurrences" in report.stdout and "RedisTradeStateLatencyHigh (1)" in report.stdout
+    )
+    unknown = runner.invoke(alerts_app, ["ack", "abc", "--by", "ana", "--url", r.url], env=env)
+    assert unknown.exit_code == 1 and "answered 404" in unknown.stderr

@@ -1,4 +1,5 @@
-"""The responder's HTTP surface: the Alertmanager webhook, the history API, health and metrics.
+"""The responder's HTTP surface: the Alertmanager webhook, the history API, acknowledgements,
+the effectiveness report, health and metrics.
 
 ``POST /alertmanager/webhook`` checks, in order and before storing anything: credentials
 (401), content type (415), size by ``Content-Length`` and then by the bytes actually read (413),
@@ -16,8 +17,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -35,6 +38,7 @@ from tradeguard.responder.dispatch import Notifier
 from tradeguard.responder.history.base import MAX_HISTORY_LIMIT, AlertHistory, HistoryError
 from tradeguard.responder.intake import Intake
 from tradeguard.responder.payload import PayloadJSONError, PayloadValidationError, parse_payload
+from tradeguard.responder.report import effectiveness
 from tradeguard.responder.settings import ResponderSettings
 from tradeguard.responder.throttle import Throttle
 
@@ -47,6 +51,20 @@ DEFAULT_HISTORY_LIMIT = 50
 # and the sender would see "connection reset" instead of the 413 that explains the problem.
 # Only authenticated senders get this far.
 DRAIN_FACTOR = 16
+ACK_MAX_BYTES = 4096
+DEFAULT_REPORT_DAYS = 7
+MAX_REPORT_DAYS = 90
+
+
+class AckRequest(BaseModel):
+    """Someone takes charge of an alert (its newest occurrence), or marks it a false positive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fingerprint: str = Field(pattern=r"^[0-9a-fA-F]{1,64}$")
+    by: str = Field(min_length=1, max_length=100)
+    false_positive: bool = False
+    note: str = Field(default="", max_length=500)
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -217,6 +235,55 @@ class _Endpoints:
             return error(503, "alert history unavailable")
         return JSONResponse({"count": len(events), "alerts": [e.to_json() for e in events]})
 
+    async def acknowledge(self, request: Request) -> Response:
+        """``POST /api/alerts/ack`` ``{"fingerprint", "by", "false_positive"?, "note"?}``."""
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        body = await request.body()
+        if len(body) > ACK_MAX_BYTES:
+            return error(413, f"body larger than the limit of {ACK_MAX_BYTES} bytes")
+        try:
+            ack = AckRequest.model_validate_json(body)
+        except ValidationError as exc:
+            problems = [
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+            ]
+            return error(422, "invalid acknowledgement: " + "; ".join(problems), problems=problems)
+        try:
+            stored = await run_in_threadpool(
+                self.history.acknowledge,
+                ack.fingerprint,
+                ack.by,
+                ack.false_positive,
+                ack.note,
+                datetime.now(UTC),
+            )
+        except HistoryError as exc:
+            log.error("acknowledgement not stored: %s", exc)
+            return error(503, "alert history unavailable; retry later")
+        if stored is None:
+            return error(404, f"no alert with fingerprint {ack.fingerprint} has fired")
+        log.info("alert %s acknowledged by %s", ack.fingerprint, stored.acked_by)
+        return JSONResponse(stored.to_json())
+
+    async def report(self, request: Request) -> Response:
+        """``GET /api/report?days=7``: the effectiveness report over the last ``days`` days."""
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        raw = request.query_params.get("days", str(DEFAULT_REPORT_DAYS))
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_REPORT_DAYS:
+            return error(400, f"days must be an integer from 1 to {MAX_REPORT_DAYS}")
+        until = datetime.now(UTC)
+        since = until - timedelta(days=int(raw))
+        try:
+            occurrences = await run_in_threadpool(self.history.occurrences, since)
+        except HistoryError as exc:
+            log.error("report query failed: %s", exc)
+            return error(503, "alert history unavailable")
+        return JSONResponse(effectiveness(occurrences, since, until).to_json())
+
     async def healthz(self, request: Request) -> Response:
         try:
             await run_in_threadpool(self.history.check)
@@ -263,6 +330,8 @@ def create_app(
             Route(WEBHOOK_PATH, endpoints.webhook, methods=["POST"]),
             Route("/api/alerts/firing", endpoints.firing, methods=["GET"]),
             Route("/api/alerts/history", endpoints.history_list, methods=["GET"]),
+            Route("/api/alerts/ack", endpoints.acknowledge, methods=["POST"]),
+            Route("/api/report", endpoints.report, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/metrics", endpoints.metrics_page, methods=["GET"]),
         ],

@@ -31,7 +31,7 @@ from tradeguard.errors import TradeguardError
 DEFAULT_URL = "http://127.0.0.1:9466"
 
 alerts_app = typer.Typer(
-    help="Query the alert responder: what is firing, what happened.",
+    help="Query the alert responder: what is firing, what happened, who took it, how it went.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -93,13 +93,22 @@ def _token(token: str | None, token_file: Path | None) -> str | None:
 
 
 def fetch(
-    url: str, path: str, token: str | None, params: dict[str, Any] | None, timeout: float
+    url: str,
+    path: str,
+    token: str | None,
+    params: dict[str, Any] | None,
+    timeout: float,
+    post: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """GET ``url + path`` as JSON; ResponderUnavailable with a readable reason otherwise."""
+    """GET ``url + path`` (POST ``post`` as JSON when given) and return the JSON answer;
+    ResponderUnavailable with a readable reason otherwise."""
     base = url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(base + path, params=params, headers=headers, timeout=timeout)
+        if post is None:
+            response = httpx.get(base + path, params=params, headers=headers, timeout=timeout)
+        else:
+            response = httpx.post(base + path, json=post, headers=headers, timeout=timeout)
     except httpx.ConnectError:
         raise ResponderUnavailable(
             f"the responder at {base} is unreachable (connection refused or no route); "
@@ -213,6 +222,70 @@ def history_command(
             _when(e.get("starts_at")),
             _when(e.get("ends_at")),
         )
+    _out().print(table)
+
+
+@alerts_app.command("ack")
+def ack_command(
+    fingerprint: Annotated[str, typer.Argument(help="The alert's fingerprint (alerts firing).")],
+    by: Annotated[str, typer.Option(help="Who takes charge (name or handle).")],
+    false_positive: Annotated[
+        bool, typer.Option("--false-positive", help="Mark it a false positive: nothing was wrong.")
+    ] = False,
+    note: Annotated[str, typer.Option(help="A word for the next person.")] = "",
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    token_file: TokenFileOpt = None,
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """Acknowledge an alert's newest occurrence (the first acknowledgement counts for MTTA)."""
+    request = {"fingerprint": fingerprint, "by": by, "false_positive": false_positive}
+    if note:
+        request["note"] = note
+    try:
+        ack = fetch(url, "/api/alerts/ack", _token(token, token_file), None, timeout, request)
+    except ResponderUnavailable as exc:
+        raise _fail(str(exc)) from None
+    verdict = " as a false positive" if ack.get("false_positive") else ""
+    _out().print(
+        f"acknowledged {ack['fingerprint']} (started {_when(ack.get('starts_at'))}) "
+        f"by {ack['acked_by']} at {_when(ack.get('acked_at'))}{verdict}"
+    )
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    minutes, seconds = divmod(round(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+@alerts_app.command("report")
+def report_command(
+    days: Annotated[int, typer.Option(min=1, max=90, help="How many days back.")] = 7,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    token_file: TokenFileOpt = None,
+    timeout: TimeoutOpt = 10.0,
+) -> None:
+    """How well the alerting works: alert rate, MTTA, MTTR, false positives, top alerts."""
+    try:
+        r = fetch(url, "/api/report", _token(token, token_file), {"days": days}, timeout)
+    except ResponderUnavailable as exc:
+        raise _fail(str(exc)) from None
+    share = r.get("false_positive_share")
+    table = Table(title=f"alerting over the last {days} day(s)", show_header=False)
+    table.add_column("figure", style="bold")
+    table.add_column("value")
+    table.add_row("alert occurrences", str(r["occurrences"]))
+    table.add_row("per day / per 8-hour shift", f"{r['per_day']:.1f} / {r['per_shift']:.1f}")
+    table.add_row("acknowledged", f"{r['acknowledged']} (never: {r['unacknowledged']})")
+    table.add_row("MTTA (notified -> acknowledged)", _seconds(r.get("mtta_seconds")))
+    table.add_row("MTTR (started -> resolved)", _seconds(r.get("mttr_seconds")))
+    table.add_row("false-positive share", "-" if share is None else f"{share:.0%}")
+    top = ", ".join(f"{t['alertname']} ({t['occurrences']})" for t in r.get("top", []))
+    table.add_row("most frequent", top or "-")
     _out().print(table)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import psycopg
@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from tradeguard.responder.events import AlertEvent
 from tradeguard.responder.history.base import (
+    ACKS,
     TABLE,
     HistoryError,
     SQLHistoryReads,
@@ -50,6 +51,16 @@ SCHEMA = [
     )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_alertname ON {TABLE} (alertname, id)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, fingerprint)",
+    f"""
+    CREATE TABLE IF NOT EXISTS {ACKS} (
+        fingerprint TEXT NOT NULL,
+        starts_at TIMESTAMPTZ NOT NULL,
+        acked_at TIMESTAMPTZ NOT NULL,
+        acked_by TEXT NOT NULL,
+        false_positive BOOLEAN NOT NULL,
+        note TEXT NOT NULL,
+        PRIMARY KEY (fingerprint, starts_at)
+    )""",
 ]
 
 INSERT_SQL = f"""
@@ -146,6 +157,22 @@ class PostgresHistory(SQLHistoryReads):
                 self._drop_if_broken()
                 raise HistoryError(f"storing alert events in {self.where} failed: {exc}") from exc
         return new
+
+    @staticmethod
+    def _time(value: Any) -> datetime:
+        moment: datetime = value.astimezone(UTC)
+        return moment
+
+    def _to_db_time(self, value: datetime) -> object:
+        return value
+
+    def _execute(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._lock:
+            try:
+                self._connection().execute(sql, params)
+            except psycopg.Error as exc:
+                self._drop_if_broken()
+                raise HistoryError(f"writing alert history {self.where} failed: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -11,11 +11,13 @@ import json
 import sqlite3
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 from tradeguard.responder.events import AlertEvent, iso, parse_iso
 from tradeguard.responder.history.base import (
+    ACKS,
     TABLE,
     HistoryError,
     SQLHistoryReads,
@@ -43,6 +45,15 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_alertname ON {TABLE} (alertname, id);
 CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, fingerprint);
+CREATE TABLE IF NOT EXISTS {ACKS} (
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    acked_at TEXT NOT NULL,
+    acked_by TEXT NOT NULL,
+    false_positive INTEGER NOT NULL,
+    note TEXT NOT NULL,
+    PRIMARY KEY (fingerprint, starts_at)
+);
 """
 
 INSERT_SQL = f"""
@@ -130,6 +141,20 @@ class SQLiteHistory(SQLHistoryReads):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    @staticmethod
+    def _time(value: Any) -> datetime:
+        return parse_iso(value)
+
+    def _to_db_time(self, value: datetime) -> object:
+        return iso(value)
+
+    def _execute(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._lock:
+            try:
+                self._conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise HistoryError(f"writing alert history {self.path} failed: {exc}") from exc
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[Any]:
         with self._lock:
