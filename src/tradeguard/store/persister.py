@@ -180,6 +180,9 @@ class ResultPersister:
         while not stop.is_set():
             if not self.active():
                 self._pending_first = True
+                # Whoever writes meanwhile counts what is trimmed; a new term takes a new
+                # baseline instead of counting the same losses again.
+                self._never_read = None
                 stop.wait(0.1)
                 continue
             try:
