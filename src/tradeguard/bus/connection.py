@@ -48,3 +48,8 @@ def make_client(url: str, socket_timeout: float = 2.0, retries: int = 1) -> Redi
 def layer_clients(settings: Settings) -> dict[Layer, Redis]:
     """One client per layer, sharing nothing, from the settings' per-layer URLs."""
     return {layer: make_client(settings.layer_url(layer)) for layer in Layer}
+
+
+def as_text(value: bytes | str | None) -> str:
+    """A Redis reply field as text, whether the client decodes responses or not."""
+    return value.decode() if isinstance(value, bytes) else str(value)

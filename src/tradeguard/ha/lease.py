@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from redis import Redis
 
-from tradeguard.bus.connection import CONNECTION_ERRORS
+from tradeguard.bus.connection import CONNECTION_ERRORS, as_text
 from tradeguard.errors import TradeguardError
 
 _RENEW = """
@@ -78,5 +78,4 @@ class RedisLease:
             raise LeaseUnavailable(str(exc)) from exc
         if raw is None:
             return None
-        text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        return text.split("|", 1)[0]
+        return as_text(raw).split("|", 1)[0]

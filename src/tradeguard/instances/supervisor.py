@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 
 from tradeguard.bus.connection import CONNECTION_ERRORS
 from tradeguard.bus.instance_state import (
-    ALLOWED,
+    IllegalTransition,
     InstanceEvent,
     InstanceRegistry,
     InstanceState,
@@ -201,10 +201,12 @@ class InstanceSupervisor:
         self._launch(t, fresh=False)
 
     def _move(self, t: _Tracked, new: InstanceState, **fields: str | int | float) -> None:
-        current = self.registry.state(t.spec.id)
-        if current is new or new not in ALLOWED[current]:
+        """Transition if the state machine allows it from where the instance is; else nothing
+        (already there, or a move the current state rules out)."""
+        try:
+            self.registry.transition(t.spec.id, new, **fields)
+        except IllegalTransition:
             return
-        self.registry.transition(t.spec.id, new, **fields)
 
     # ---- figures ---------------------------------------------------------------------------
     def _measure(self, t: _Tracked) -> float:

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from redis import Redis
 from redis.exceptions import RedisError
 
+from tradeguard.bus.connection import as_text
 from tradeguard.bus.signal_stream import entry_ms
 from tradeguard.metrics.family import FamilyCollector
 from tradeguard.store.duck import DuckStore
@@ -87,7 +88,7 @@ class StreamCollector(FamilyCollector):
                 lag.add_metric([label], float(replies[0]))
                 age.add_metric([label], 0.0)
                 continue
-            info = next((g for g in groups if _name(g.get("name")) == group), None)
+            info = next((g for g in groups if as_text(g.get("name")) == group), None)
             pending.add_metric([label], float(summary.get("pending", 0)))
             lag_value = info.get("lag") if info else None
             lag.add_metric([label], float(lag_value if lag_value is not None else replies[0]))
@@ -95,10 +96,6 @@ class StreamCollector(FamilyCollector):
             age.add_metric([label], max(0.0, (now_ms - oldest) / 1000) if oldest else 0.0)
         errors.add_metric([], float(self.errors))
         yield from (length, pending, lag, age, errors)
-
-
-def _name(value: bytes | str | None) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class DuckDBCollector(FamilyCollector):

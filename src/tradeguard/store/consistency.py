@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from redis import Redis
 from redis.exceptions import RedisError
 
-from tradeguard.bus.connection import CONNECTION_ERRORS
+from tradeguard.bus.connection import CONNECTION_ERRORS, as_text
 from tradeguard.bus.keys import Keys
 from tradeguard.bus.trade_state import AccountState, TradeState
 from tradeguard.metrics.catalog import Metrics
@@ -171,7 +171,7 @@ class ConsistencyChecker:
             return None
         self._last_poll = now
         raw = self.state.redis.hget(self.state.keys.state_control(), "resync")
-        return raw.decode() if isinstance(raw, bytes) else raw
+        return None if raw is None else as_text(raw)
 
     def _publish(
         self, mismatches: list[Mismatch], request: str | None, restored: list[str]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from redis.exceptions import ResponseError
 
-from tradeguard.bus.connection import CONNECTION_ERRORS
+from tradeguard.bus.connection import CONNECTION_ERRORS, as_text
 from tradeguard.bus.results import RESULT_FIELD, ResultStream, TradeResult
 from tradeguard.bus.trade_state import TradeState
 from tradeguard.metrics.catalog import Metrics
@@ -146,10 +146,10 @@ class ResultPersister:
         except ResponseError as exc:  # the stream vanished (a Redis restarted empty): next time
             log.warning("cannot read the result stream's counters: %s", exc)
             return
-        group = next((g for g in groups if _text(g.get("name")) == GROUP), None)
+        group = next((g for g in groups if as_text(g.get("name")) == GROUP), None)
         if group is None or group.get("entries-read") is None:
             return  # Redis < 7, or a group whose read counter Redis cannot know
-        if _text(stream.get("last-generated-id")) != _text(group.get("last-delivered-id")):
+        if as_text(stream.get("last-generated-id")) != as_text(group.get("last-delivered-id")):
             return  # appended meanwhile: not caught up after all; try at the next batch
         never_read = int(stream["entries-added"]) - int(group["entries-read"])
         if self._never_read is not None and never_read > self._never_read:
@@ -202,7 +202,3 @@ class ResultPersister:
                 return
             except CONNECTION_ERRORS:
                 stop.wait(0.2)
-
-
-def _text(value: bytes | str | None) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
