@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from redis import Redis
 
     from tradeguard.bus.keys import Keys
+    from tradeguard.engine.paper import BrokerKnobs
     from tradeguard.store.consistency import Verdict
 
 app = typer.Typer(
@@ -63,6 +64,34 @@ RedisOpt = Annotated[
 ]
 
 
+BrokerKnobOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--broker-knob",
+        help="Paper broker fault knob NAME=VALUE, repeatable (e.g. late_fill_rate=0.5, "
+        "visibility_delay=0.2, reconnect_block=3, forgiving=1); see tradeguard.engine.paper.",
+    ),
+]
+
+
+def _broker_knobs(latency: float, extra: list[str] | None, **more: float) -> BrokerKnobs:
+    """Knobs from the dedicated options and the NAME=VALUE list; a bad one is a clear error."""
+    from tradeguard.engine.paper import BrokerKnobs
+
+    knobs = BrokerKnobs(latency=latency)
+    values: dict[str, object] = dict(more)
+    for item in extra or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise _fail(f"--broker-knob wants NAME=VALUE, got {item!r}")
+        values[name.strip()] = value.strip()
+    try:
+        knobs.update(values)
+    except ValueError as exc:
+        raise _fail(f"--broker-knob: {exc}") from None
+    return knobs
+
+
 def _settings(config: Path | None, redis_url: str | None, **extra: object) -> Settings:
     overrides = {k: v for k, v in {"redis_url": redis_url, **extra}.items() if v is not None}
     return load_settings(config, **overrides)
@@ -94,10 +123,10 @@ def engine(
         Path | None, typer.Option(help="SQLite order book shared by replicas on one host.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the paper broker's faults.")] = 0,
+    broker_knob: BrokerKnobOpt = None,
     no_persist: Annotated[bool, typer.Option("--no-persist", help="Skip DuckDB.")] = False,
 ) -> None:
     """Run one engine replica until SIGINT/SIGTERM: consume signals, execute, record results."""
-    from tradeguard.engine.paper import BrokerKnobs
     from tradeguard.engine.service import EngineOptions, EngineService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -108,7 +137,7 @@ def engine(
             seed=seed,
             broker_book=broker_book,
             persist=not no_persist,
-            knobs=BrokerKnobs(latency=broker_latency, failure_rate=failure_rate),
+            knobs=_broker_knobs(broker_latency, broker_knob, failure_rate=failure_rate),
             metrics_port=metrics_port,
         )
         stop = _wait_for_signal()
@@ -444,13 +473,14 @@ def coordinator(
     broker_book: Annotated[
         Path | None, typer.Option(help="SQLite order book shared by replicas on one host.")
     ] = None,
+    broker_knob: BrokerKnobOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the paper broker's faults.")] = 0,
     no_persist: Annotated[bool, typer.Option("--no-persist", help="Skip DuckDB.")] = False,
 ) -> None:
     """Run one HA replica (engine included) until SIGINT/SIGTERM; it executes only as leader."""
-    from tradeguard.engine.paper import BrokerKnobs
     from tradeguard.engine.service import EngineOptions
     from tradeguard.ha.coordinator import HAConfig
-    from tradeguard.ha.service import CoordinatorService
+    from tradeguard.replica import CoordinatorService
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -459,7 +489,8 @@ def coordinator(
             replica_id, ttl=ttl, renew_interval=renew_interval, renew_deadline=renew_deadline
         )
         options = EngineOptions(
-            knobs=BrokerKnobs(latency=broker_latency),
+            knobs=_broker_knobs(broker_latency, broker_knob),
+            seed=seed,
             broker_book=broker_book,
             persist=not no_persist,
             metrics_port=metrics_port,

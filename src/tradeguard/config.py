@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     results_maxlen: int = Field(default=10_000, ge=100)
     reclaim_idle_seconds: float = Field(default=10.0, gt=0)
     consumer_group: str = Field(default="engine", min_length=1)
+    # The broker's maximum in-flight time: an order whose fill the broker does not show this
+    # long after it was sent will never fill. Orders with an unknown outcome (a timeout, a
+    # connection lost mid-order) are looked up only after it, never resent before.
+    broker_max_in_flight_seconds: float = Field(default=5.0, ge=0)
+    # An order leaves only while the leader's term holds at least this much longer: above the
+    # broker's worst-case latency, so it arrives before any successor can exist.
+    broker_send_margin_seconds: float = Field(default=1.0, ge=0)
+    # Deliveries of a signal entry that keeps failing before it is dead-lettered as poison.
+    poison_deliveries: int = Field(default=3, ge=1)
 
     duckdb_path: Path = Path("run/tradeguard.duckdb")
     # Terminal/worker instances this engine supervises (tradeguard.instances), their restart

@@ -14,13 +14,14 @@ import httpx
 
 from tradeguard.bus import Keys, Signal, SignalStream
 from tradeguard.bus.connection import make_client
-from tradeguard.bus.results import RESULT_FIELD, TradeResult
+from tradeguard.bus.results import RESULT_FIELD
 from tradeguard.bus.signals import SIGNAL_FIELD
 from tradeguard.config import Settings, load_settings
-from tradeguard.engine.fencing import Intent, LocalFence
+from tradeguard.engine.fencing import LocalFence
 from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
 from tradeguard.engine.paper import BrokerKnobs, MemoryBook, PaperBroker, SQLiteBook
 from tradeguard.engine.service import EngineOptions, EngineService
+from tradeguard.fencing import Fill, Ticket
 from tradeguard.process import ManagedProcess, free_port, wait_until
 from tradeguard.process.services import RedisServer
 
@@ -236,21 +237,27 @@ class FreezesAfterIntent:
     def may_execute(self) -> bool:
         return True
 
-    def holds_term(self) -> bool:
+    def holds_term(self, margin: float) -> bool:
         return self.term
+
+    def term_started(self) -> float:
+        return self.inner.term_started()
 
     def generation(self) -> int:
         return 0
 
-    def begin(self, signal_id: str) -> Intent:
-        intent = self.inner.begin(signal_id)
+    def begin(self, signal_id: str) -> Ticket:
+        ticket = self.inner.begin(signal_id)
         self.intents += 1
         if self.intents == 1:
             self.term = False
-        return intent
+        return ticket
 
-    def complete(self, result: TradeResult) -> None:
-        self.inner.complete(result)
+    def mark_unknown(self, ticket: Ticket) -> None:
+        self.inner.mark_unknown(ticket)
+
+    def complete(self, ticket: Ticket, status: str, recorded: bytes, fill: Fill | None) -> bool:
+        return self.inner.complete(ticket, status, recorded, fill)
 
 
 def test_an_order_is_not_sent_once_the_term_ended_after_its_intent(settings: Settings) -> None:

@@ -16,6 +16,7 @@ from tradeguard.bus import (
     TradeState,
 )
 from tradeguard.bus.connection import make_client
+from tradeguard.fencing import Fill
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.process.services import RedisServer
 
@@ -44,8 +45,9 @@ def test_results_stream_stays_near_its_cap(client: Redis) -> None:
 
 def test_fill_is_applied_once_per_signal(client: Redis, metrics: Metrics) -> None:
     state = TradeState(client, Keys(), metrics)
-    assert state.apply_fill("sig-1", "acct", "EURUSD", 2.0, -200.0)
-    assert not state.apply_fill("sig-1", "acct", "EURUSD", 2.0, -200.0)  # a retry
+    buy = Fill("acct", "EURUSD", "buy", 2.0, 100.0)
+    assert state.apply_fill("sig-1", buy)
+    assert not state.apply_fill("sig-1", buy)  # a retry
     st = state.get("acct")
     assert st is not None
     assert (st.positions["EURUSD"], st.balance, st.trades) == (2.0, -200.0, 1)
@@ -53,6 +55,19 @@ def test_fill_is_applied_once_per_signal(client: Redis, metrics: Metrics) -> Non
         "tradeguard_redis_operation_duration_seconds_count", {"layer": "trade_state", "op": "read"}
     )
     assert samples == 1
+
+
+def test_close_flattens_the_position_whatever_its_size(client: Redis) -> None:
+    state = TradeState(client, Keys())
+    assert state.apply_fill("b1", Fill("acct", "XAU", "buy", 3.0, 10.0))
+    assert state.apply_fill("s1", Fill("acct", "XAU", "sell", 1.0, 12.0))
+    assert state.apply_fill("c1", Fill("acct", "XAU", "close", 0.5, 11.0))  # volume ignored
+    assert not state.apply_fill("c1", Fill("acct", "XAU", "close", 0.5, 11.0))
+    st = state.get("acct")
+    assert st is not None
+    assert "XAU" not in st.positions
+    assert st.balance == pytest.approx(-30.0 + 12.0 + 2.0 * 11.0)
+    assert st.trades == 3
 
 
 def test_instance_state_machine_and_events(client: Redis, metrics: Metrics) -> None:

@@ -1,8 +1,16 @@
+import time
 from pathlib import Path
 
 import pytest
 
-from tradeguard.engine.broker import BrokerDisconnected, BrokerError, BrokerRejected, Order
+from tradeguard.engine.broker import (
+    BrokerDisconnected,
+    BrokerError,
+    BrokerNotConnected,
+    BrokerRejected,
+    BrokerTimeout,
+    Order,
+)
 from tradeguard.engine.paper import BrokerKnobs, PaperBroker, SQLiteBook
 
 
@@ -41,7 +49,8 @@ def test_orders_need_a_connection_and_disconnects_drop_it() -> None:
     assert not broker.connected
 
 
-def test_sqlite_book_is_shared_and_keeps_one_fill_per_client_id(tmp_path: Path) -> None:
+def test_a_strict_book_is_shared_and_fills_every_send_again(tmp_path: Path) -> None:
+    """The strict broker (the default) is a MetaTrader terminal: a resent order is a new order."""
     path = tmp_path / "book.sqlite"
     one = PaperBroker(BrokerKnobs(latency=0, jitter=0), book=SQLiteBook(path))
     two = PaperBroker(BrokerKnobs(latency=0, jitter=0), seed=9, book=SQLiteBook(path))
@@ -49,10 +58,80 @@ def test_sqlite_book_is_shared_and_keeps_one_fill_per_client_id(tmp_path: Path) 
     two.connect()
     first = one.place_order(Order("sig-1", "a", "S", "buy", 1, 100.0))
     second = two.place_order(Order("sig-1", "a", "S", "buy", 1, 100.0))
-    assert second == first  # the broker answers a repeated client id with the earlier fill
-    assert two.lookup("sig-1") == first
-    assert SQLiteBook(path).attempts() == {"sig-1": 2}
-    assert list(SQLiteBook(path).fills()) == ["sig-1"]
+    assert second != first
+    assert two.lookup("sig-1") == first  # lookup answers with the first fill
+    book = SQLiteBook(path)
+    assert book.attempts() == {"sig-1": 2}
+    assert [(f.client_order_id, f.side, f.volume) for f in book.all_fills()] == [
+        ("sig-1", "buy", 1),
+        ("sig-1", "buy", 1),
+    ]
+
+
+def test_the_forgiving_book_keeps_one_fill_per_client_id(tmp_path: Path) -> None:
+    """The old, kind behaviour stays available as a knob, so a test can show what it hides."""
+    path = tmp_path / "book.sqlite"
+    knobs = BrokerKnobs(latency=0, jitter=0, forgiving=1)
+    one = PaperBroker(knobs, book=SQLiteBook(path))
+    two = PaperBroker(knobs, seed=9, book=SQLiteBook(path))
+    one.connect()
+    two.connect()
+    first = one.place_order(Order("sig-1", "a", "S", "buy", 1, 100.0))
+    assert two.place_order(Order("sig-1", "a", "S", "buy", 1, 100.0)) == first
+    assert len(SQLiteBook(path).all_fills()) == 1
+
+
+@pytest.mark.parametrize("fault", ["timeout_rate", "disconnect_rate"])
+def test_an_order_cut_off_may_still_fill_later(fault: str) -> None:
+    knobs = BrokerKnobs(latency=0, jitter=0, late_fill_rate=1.0, late_fill_delay=0.2)
+    knobs.update({fault: 1.0})
+    broker = PaperBroker(knobs)
+    broker.connect()
+    with pytest.raises(BrokerTimeout if fault == "timeout_rate" else BrokerDisconnected):
+        broker.place_order(Order("late", "a", "S", "buy", 1, 100.0))
+    assert broker.lookup("late") is None  # not yet
+    deadline = time.monotonic() + 5
+    while broker.lookup("late") is None:
+        assert time.monotonic() < deadline, "the late fill never showed"
+        time.sleep(0.02)
+    assert time.monotonic() <= deadline
+    assert knobs.max_in_flight() >= 0.2
+
+
+def test_a_timed_out_order_never_fills_at_the_forgiving_broker() -> None:
+    knobs = BrokerKnobs(latency=0, jitter=0, timeout_rate=1, late_fill_rate=1, forgiving=1)
+    broker = PaperBroker(knobs)
+    broker.connect()
+    with pytest.raises(BrokerTimeout):
+        broker.place_order(Order("t", "a", "S", "buy", 1, 100.0))
+    assert broker.book.all_fills() == []
+
+
+def test_lookup_lags_behind_the_fill_and_may_fail() -> None:
+    broker = PaperBroker(BrokerKnobs(latency=0, jitter=0, visibility_delay=0.15))
+    broker.connect()
+    fill = broker.place_order(Order("v", "a", "S", "sell", 2, 50.0))
+    assert broker.lookup("v") is None
+    time.sleep(0.2)
+    assert broker.lookup("v") == fill
+    broker.knobs.update({"lookup_failure_rate": 1})
+    with pytest.raises(BrokerDisconnected):
+        broker.lookup("v")
+
+
+def test_a_reconnect_may_block() -> None:
+    broker = PaperBroker(BrokerKnobs(reconnect_block=0.1))
+    started = time.monotonic()
+    broker.connect()
+    assert time.monotonic() - started >= 0.1
+    assert broker.connected
+
+
+def test_sending_without_a_connection_sends_nothing() -> None:
+    broker = PaperBroker(BrokerKnobs(latency=0, jitter=0))
+    with pytest.raises(BrokerNotConnected):
+        broker.place_order(Order("n", "a", "S", "buy", 1))
+    assert broker.book.attempts() == {}
 
 
 def test_knobs_update_validates() -> None:

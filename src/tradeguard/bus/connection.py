@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, AuthorizationError
+from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -26,6 +26,28 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     ConnectionResetError,
     BrokenPipeError,
 )
+
+
+# Error replies that say something about the server's state, not about the command: a replica
+# after a failover (READONLY), memory full (OOM), persistence failing (MISCONF), loading,
+# a busy script, a lost script cache. Back off and retry; never end a thread on them.
+TRANSIENT_REPLIES = (
+    "READONLY",
+    "OOM",
+    "MISCONF",
+    "LOADING",
+    "BUSY",
+    "NOSCRIPT",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+)
+
+
+def is_transient_reply(exc: BaseException) -> bool:
+    """Whether a Redis error reply is about the server's state (retry later)."""
+    return isinstance(exc, ResponseError) and str(exc).startswith(TRANSIENT_REPLIES)
 
 
 def make_client(url: str, socket_timeout: float = 2.0, retries: int = 1) -> Redis:

@@ -160,6 +160,13 @@ class SignalStream:
         # Redis 7: [next_id, [[id, fields]...], [deleted ids]]; deleted entries come as None.
         return [Entry(eid, fields) for eid, fields in reply[1] if fields is not None]
 
+    def deliveries(self, entry_id: bytes) -> int:
+        """How many times the pending entry ``entry_id`` was delivered (0 if not pending)."""
+        rows = self.redis.xpending_range(
+            self.keys.signals, self.group, min=entry_id, max=entry_id, count=1
+        )
+        return int(rows[0]["times_delivered"]) if rows else 0
+
     def ack(self, *entry_ids: bytes) -> None:
         if not entry_ids:
             return

@@ -89,12 +89,22 @@ class Signal:
         return (time.time() if now is None else now) - self.created_at
 
 
+# No volume, price or timestamp a venue trades is near this; bounding them keeps every product
+# (notional, cash, slippage) finite, so one absurd signal cannot poison account state.
+MAX_NUMBER = 1e12
+
+
 def _positive_number(name: str, value: Any, reason: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidSignal(reason, f"{name} must be a number, got {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise InvalidSignal(reason, f"{name} must be a positive finite number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise InvalidSignal(reason, f"{name} is out of range") from None
+    if not math.isfinite(number) or number <= 0 or number > MAX_NUMBER:
+        raise InvalidSignal(
+            reason, f"{name} must be a positive finite number up to {MAX_NUMBER:g}, got {value!r}"
+        )
     return number
 
 
@@ -131,8 +141,8 @@ def decode_signal(fields: dict[bytes, bytes], max_bytes: int) -> Signal:
         raise InvalidSignal("oversized", f"payload is {len(raw)} bytes, limit {max_bytes}")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidSignal("invalid_json", str(exc)) from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting
+        raise InvalidSignal("invalid_json", str(exc)[:200]) from None
     if not isinstance(data, dict):
         raise InvalidSignal("invalid_json", "payload is not a JSON object")
     unknown = data.keys() - _FIELDS
@@ -148,5 +158,5 @@ def peek_signal_id(fields: dict[bytes, bytes]) -> str | None:
         data = json.loads(fields.get(SIGNAL_FIELD, b""))
         sid = data.get("signal_id") if isinstance(data, dict) else None
         return sid if isinstance(sid, str) and len(sid) <= 64 else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None

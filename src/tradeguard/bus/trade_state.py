@@ -13,16 +13,27 @@ from redis import Redis
 
 from tradeguard.bus.instrument import LayerInstruments
 from tradeguard.bus.keys import Keys
+from tradeguard.fencing import Fill, position_after
 from tradeguard.metrics.catalog import Metrics
 
 POSITION_PREFIX = "pos:"
 APPLIED_TTL_SECONDS = 86_400
+# ARGV: position field, action, signed volume, cash delta, price, now, marker TTL. The position
+# change is tradeguard.fencing.position_after: buy adds, sell subtracts (the signed volume and
+# its cash come from the caller), close flattens what is held (the field goes, its value is
+# sold at the price).
 _APPLY_FILL = """
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[5]) then return 0 end
-redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HINCRBYFLOAT', KEYS[1], 'balance', ARGV[3])
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[7]) then return 0 end
+if ARGV[2] == 'close' then
+  local held = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HINCRBYFLOAT', KEYS[1], 'balance', string.format('%.17g', held * tonumber(ARGV[5])))
+else
+  redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], ARGV[3])
+  redis.call('HINCRBYFLOAT', KEYS[1], 'balance', ARGV[4])
+end
 redis.call('HINCRBY', KEYS[1], 'trades', 1)
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[6])
 return 1
 """
 
@@ -50,27 +61,29 @@ class TradeState:
         self._metrics = metrics
         self._apply = redis.register_script(_APPLY_FILL)
 
-    def apply_fill(
-        self, signal_id: str, account: str, symbol: str, signed_volume: float, cash_delta: float
-    ) -> bool:
+    def apply_fill(self, signal_id: str, fill: Fill) -> bool:
         """Apply one fill to the account, once per signal id; False if it was applied before.
 
         Position, balance, trade count and the applied-marker change in one script, so an
-        engine that crashed after this call and retries the signal cannot count it twice.
+        engine that crashed after this call and retries the signal cannot count it twice. The
+        balance moves by the cash the position change cost (a close sells what was held).
         """
+        signed = position_after(0.0, fill.action, fill.volume)  # 0 for close: see the script
         with self.instruments.timed("write"):
             applied = self._apply(
-                keys=[self.keys.state(account), self.keys.applied(signal_id)],
+                keys=[self.keys.state(fill.account), self.keys.applied(signal_id)],
                 args=[
-                    POSITION_PREFIX + symbol,
-                    repr(signed_volume),
-                    repr(cash_delta),
+                    POSITION_PREFIX + fill.symbol,
+                    fill.action,
+                    repr(signed),
+                    repr(-signed * fill.price),
+                    repr(fill.price),
                     repr(time.time()),
                     APPLIED_TTL_SECONDS,
                 ],
             )
         if applied and self._metrics is not None:
-            self._metrics.trade_state_updates.labels(account).inc()
+            self._metrics.trade_state_updates.labels(fill.account).inc()
         return bool(applied)
 
     def put(self, state: AccountState) -> None:

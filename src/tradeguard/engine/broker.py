@@ -2,7 +2,8 @@
 
 ``client_order_id`` is the signal id: a broker that has seen it answers ``lookup`` with the
 earlier fill, which is how an engine restarted mid-order finds out whether the order went
-through before sending it again.
+through before sending it again. The engine never relies on the broker refusing a repeated
+client order id: a MetaTrader terminal, for one, takes a resent order as a new order.
 """
 
 from __future__ import annotations
@@ -22,11 +23,16 @@ class BrokerRejected(BrokerError):
 
 
 class BrokerDisconnected(BrokerError):
-    """No connection to the broker; nothing was sent. Reconnect and retry."""
+    """The connection to the broker was lost. Raised by ``place_order`` the outcome is
+    unknown (the order may have gone out before the line dropped): reconcile, never resend."""
+
+
+class BrokerNotConnected(BrokerDisconnected):
+    """There was no connection when the order was to be sent: nothing left. Safe to retry."""
 
 
 class BrokerTimeout(BrokerError):
-    """A network timeout: the order may or may not have reached the broker (look it up)."""
+    """No answer in time: the order may have reached the broker and may still fill."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,4 +66,7 @@ class Broker(Protocol):
         """Execute ``order``; raise a BrokerError subclass when it did not fill."""
 
     def lookup(self, client_order_id: str) -> Fill | None:
-        """The fill of an earlier order with this client id, if the broker has one."""
+        """The fill of an earlier order with this client id, if the broker shows one yet.
+
+        It may lag behind the fill and may raise BrokerDisconnected: callers retry it, and
+        trust a "no fill" only once the broker's maximum in-flight time has passed."""

@@ -14,9 +14,8 @@ from redis import Redis
 
 from tradeguard.bus.connection import CONNECTION_ERRORS
 from tradeguard.bus.keys import Keys
-from tradeguard.bus.results import TradeResult
-from tradeguard.engine.fencing import Fence, Intent
 from tradeguard.engine.paper import BrokerKnobs
+from tradeguard.fencing import Fence, Fill, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +85,23 @@ class ControlledFence:
     def may_execute(self) -> bool:
         return not self.control.paused and self.inner.may_execute()
 
-    def holds_term(self) -> bool:
-        return self.inner.holds_term()  # a paused intake stops new work, not work under way
+    def holds_term(self, margin: float) -> bool:
+        return self.inner.holds_term(margin)  # a paused intake stops new work, not work under way
+
+    def term_started(self) -> float:
+        return self.inner.term_started()
 
     def generation(self) -> int:
         return self.inner.generation()
 
-    def begin(self, signal_id: str) -> Intent:
+    def begin(self, signal_id: str) -> Ticket:
         return self.inner.begin(signal_id)
 
-    def complete(self, result: TradeResult) -> None:
-        self.inner.complete(result)
+    def mark_unknown(self, ticket: Ticket) -> None:
+        self.inner.mark_unknown(ticket)
+
+    def complete(self, ticket: Ticket, status: str, recorded: bytes, fill: Fill | None) -> bool:
+        return self.inner.complete(ticket, status, recorded, fill)
 
 
 def set_broker_knobs(redis: Redis, keys: Keys, **knobs: float) -> None:

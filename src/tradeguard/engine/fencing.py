@@ -1,52 +1,33 @@
-"""The fencing interface between the engine and whoever decides it may act.
+"""The single-replica fence: the engine's default when no HA coordinator is in front of it.
 
-The engine asks, per signal, whether it may execute now and records what it did; it never
-knows how leadership is decided. ``LocalFence`` serves a single replica (intents in Redis, so a
-restart or a reclaim can tell "never tried" from "tried, outcome unknown"); the HA coordinator
-provides a fenced implementation backed by its SQL ledger and epoch.
+Always allowed to act; intents live as Redis keys with a day's TTL, so a restart or a reclaim can
+tell "never tried" from "tried, outcome unknown" from "done". A term starts when the process
+does: every order an earlier process sent for an open intent was sent before that instant.
 """
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Protocol
-
 from redis import Redis
 
 from tradeguard.bus.keys import Keys
-from tradeguard.bus.results import TradeResult
-from tradeguard.errors import TradeguardError
+from tradeguard.fencing import Fill, Intent, Ticket, boot_clock
 
 INTENT_TTL_SECONDS = 86_400
-
-
-class Intent(Enum):
-    NEW = "new"  # first attempt: the intent is now recorded, go ahead
-    PENDING = "pending"  # an earlier attempt did not finish: reconcile with the broker first
-    DONE = "done"  # already executed and recorded: just acknowledge
-
-
-class FenceLost(TradeguardError):
-    """This replica may no longer act (it lost leadership, or its epoch is stale)."""
-
-
-class Fence(Protocol):
-    def may_execute(self) -> bool:
-        """Whether this replica should take new work now (cheap; called every loop)."""
-
-    def holds_term(self) -> bool:
-        """Whether the term under which intents were recorded still holds (cheap; asked again
-        just before an order leaves, since the process may have been frozen since)."""
-
-    def generation(self) -> int:
-        """Changes whenever this replica starts a new term of work (a new epoch): the engine
-        then takes over every pending entry at once instead of waiting for them to idle."""
-
-    def begin(self, signal_id: str) -> Intent:
-        """Record the intent to execute ``signal_id``; raise FenceLost if not allowed."""
-
-    def complete(self, result: TradeResult) -> None:
-        """Record that the signal was executed with this result; raise FenceLost if stale."""
+DONE_PREFIX = b"done:"
+# Closes an intent once: a second completion (a retry after a crash) changes nothing.
+_COMPLETE = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, 5) == 'done:' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+# Marks an open intent unknown, unless it was closed meanwhile.
+_UNKNOWN = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, 5) == 'done:' then return 0 end
+redis.call('SET', KEYS[1], 'unknown', 'EX', ARGV[1])
+return 1
+"""
 
 
 class LocalFence:
@@ -55,25 +36,39 @@ class LocalFence:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
+        self._started = boot_clock()
+        self._complete = redis.register_script(_COMPLETE)
+        self._unknown = redis.register_script(_UNKNOWN)
 
     def may_execute(self) -> bool:
         return True
 
-    def holds_term(self) -> bool:
+    def holds_term(self, margin: float) -> bool:
         return True
+
+    def term_started(self) -> float:
+        return self._started
 
     def generation(self) -> int:
         return 0
 
-    def begin(self, signal_id: str) -> Intent:
+    def begin(self, signal_id: str) -> Ticket:
         key = self.keys.intent(signal_id)
         if self.redis.set(key, "intent", nx=True, ex=INTENT_TTL_SECONDS):
-            return Intent.NEW
+            return Ticket(signal_id, Intent.NEW, 0)
         current = self.redis.get(key)
         # A missing key (expired in between) is treated as unknown: reconcile, never assume.
-        return Intent.DONE if current and current.startswith(b"done") else Intent.PENDING
+        if current and current.startswith(DONE_PREFIX):
+            return Ticket(signal_id, Intent.DONE, 0, current[len(DONE_PREFIX) :] or None)
+        return Ticket(signal_id, Intent.OPEN, 0)
 
-    def complete(self, result: TradeResult) -> None:
-        self.redis.set(
-            self.keys.intent(result.signal_id), f"done:{result.status}", ex=INTENT_TTL_SECONDS
+    def mark_unknown(self, ticket: Ticket) -> None:
+        self._unknown(keys=[self.keys.intent(ticket.signal_id)], args=[INTENT_TTL_SECONDS])
+
+    def complete(self, ticket: Ticket, status: str, recorded: bytes, fill: Fill | None) -> bool:
+        value = DONE_PREFIX + recorded
+        return bool(
+            self._complete(
+                keys=[self.keys.intent(ticket.signal_id)], args=[value, INTENT_TTL_SECONDS]
+            )
         )

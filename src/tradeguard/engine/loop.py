@@ -1,11 +1,24 @@
-"""The engine loop: consume signals, execute them once through the broker, record results.
+"""The engine loop: consume signals, execute each at most once through a broker that forgives
+nothing, record results.
 
-Per signal (DESIGN.md 2): validate (else dead-letter), check freshness (else dead-letter as
-expired), pass the risk filter (else a ``rejected`` result), record the intent through the
-fence, send the order with the signal id as client order id, then write the result, apply the
-fill to account state (idempotently), mark the intent done and only then acknowledge the
-entry. A crash anywhere leaves the entry pending; whoever picks it up next finds the intent and
-asks the broker before sending anything again.
+Per signal (DESIGN.md 2): validate (else dead-letter), record the intent through the fence (a
+ticket bound to the term's epoch), then:
+
+- **done** already: re-emit the recorded result (a crash came between completion and ack), ack;
+- **open** (an earlier attempt's outcome is unknown): wait until the broker's maximum in-flight
+  time has passed since the last moment an order for it could have been sent, look it up by
+  client order id, and record the fill if there is one; if there is none, no order can fill any
+  more and it is treated as never sent;
+- expired (older than the TTL) and never filled: close the intent and dead-letter it;
+- the risk filter (only for an order not yet at the broker), then send, but only while the term
+  holds for longer than the send margin. A timeout or a lost connection leaves the outcome
+  **unknown**: the intent is marked so, the entry parked until the in-flight time has passed,
+  and then reconciled as above; never recorded ``failed``, never resent blindly.
+
+The fenced completion comes first and the result, the account state and the ack after it: a
+replica whose term ended writes nothing. Any exception while handling one entry is that
+entry's; after ``poison_deliveries`` deliveries it is dead-lettered as ``poison`` and trading
+goes on. Redis error replies about the server's state (READONLY, OOM, ...) back off and retry.
 """
 
 from __future__ import annotations
@@ -18,23 +31,25 @@ from dataclasses import dataclass, field
 
 from redis.exceptions import ResponseError
 
-from tradeguard.bus.connection import AUTH_ERRORS, CONNECTION_ERRORS
+from tradeguard.bus.connection import AUTH_ERRORS, CONNECTION_ERRORS, is_transient_reply
 from tradeguard.bus.results import ResultStream, TradeResult
 from tradeguard.bus.signal_stream import Entry, SignalStream
-from tradeguard.bus.signals import InvalidSignal, Signal, decode_signal
+from tradeguard.bus.signals import InvalidSignal, Signal, decode_signal, peek_signal_id
 from tradeguard.bus.trade_state import TradeState
 from tradeguard.engine.broker import (
     Broker,
     BrokerDisconnected,
     BrokerError,
+    BrokerNotConnected,
     BrokerRejected,
     BrokerTimeout,
     Fill,
     Order,
 )
-from tradeguard.engine.fencing import Fence, FenceLost, Intent
 from tradeguard.engine.risk import RiskLimits
 from tradeguard.engine.stats import EngineStats
+from tradeguard.fencing import Fence, FenceLost, Intent, Ticket, boot_clock
+from tradeguard.fencing import Fill as BookFill
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.vocabulary import ACTIONS, ORDER_STATUSES
 
@@ -48,8 +63,13 @@ log = logging.getLogger(__name__)
 # Unset (always, outside the fault tests) it costs one comparison per signal.
 CRASH_ENV = "TRADEGUARD_CRASH_AT"
 # "thread_after_intent" raises instead of exiting: a bug that kills the engine thread while
-# the rest of the process (HTTP endpoint, coordinator) lives on.
-CRASH_POINTS = ("after_intent", "after_fill", "thread_after_intent")
+# the rest of the process (HTTP endpoint, coordinator) lives on. "poison" raises an ordinary
+# exception while handling the entry (before its intent): a bug one entry's content triggers.
+CRASH_POINTS = ("after_intent", "after_fill", "thread_after_intent", "poison")
+
+
+class EngineThreadCrash(BaseException):
+    """TEST HOOK: ends the engine thread (a BaseException, so no per-entry handler keeps it)."""
 
 
 def crash_point_from_env() -> tuple[str, str] | None:
@@ -63,6 +83,9 @@ def crash_point_from_env() -> tuple[str, str] | None:
     return point, prefix
 
 
+EXPIRED_MARK = b"expired"  # what a done action that was dead-lettered as expired records
+
+
 @dataclass
 class EngineConfig:
     consumer: str = "engine-1"
@@ -70,9 +93,24 @@ class EngineConfig:
     reclaim_idle: float = 10.0
     batch: int = 64
     block_ms: int = 100
-    broker_retries: int = 3
     keep_acknowledged: float = 60.0  # seconds of handled signals kept on the stream
     risk: RiskLimits = field(default_factory=RiskLimits)
+    # The broker's maximum in-flight time: after this long an order whose fill the broker
+    # does not show will never fill. A broker that knows better (the paper broker's knobs)
+    # may raise it, never lower it.
+    broker_max_in_flight: float = 5.0
+    # Send only while the term holds at least this long: above the broker's worst latency.
+    send_margin: float = 1.0
+    poison_deliveries: int = 3  # deliveries of an entry that keeps failing before dead letter
+
+
+@dataclass
+class Parked:
+    """An entry set aside until ``due`` (boot clock): an unknown outcome waiting out the
+    broker's in-flight time, or a send waiting for the broker to come back."""
+
+    entry: Entry
+    due: float
 
 
 class Engine:
@@ -100,6 +138,12 @@ class Engine:
         self._last_reclaim = 0.0
         self._last_trim = time.monotonic()
         self._generation = fence.generation()
+        self._term_seen = self._generation
+        # signal id -> boot-clock time this process last sent an order for it (outcome not
+        # recorded yet): an open intent is looked up only once the in-flight time has passed.
+        self._sent_at: dict[str, float] = {}
+        self._parked: dict[bytes, Parked] = {}
+        self._busy = threading.Lock()  # held while one entry is handled: drain waits on it
         self._crash_at = crash_point_from_env()  # test hook, None in production
         if metrics is not None:
             m = metrics
@@ -112,6 +156,9 @@ class Engine:
                 s: m.signal_filter_decisions.labels(s) for s in ("accepted", "rejected")
             }
             self._errors = {r: m.errors.labels(r) for r in ("redis", "broker", "internal")}
+            self._reconciled = {
+                s: m.broker_orders_reconciled.labels(s) for s in ("sent", "matched", "failed")
+            }
 
     # ---- loop ----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -147,41 +194,64 @@ class Engine:
                 self._own_pending_first = True
                 stop.wait(0.05)
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                # Redis came back without the stream or its group (restarted empty): reading
-                # our pending entries or reclaiming must not end the loop. Recreate and go on.
-                log.warning("signal stream or group gone (%s); recreating it", exc)
                 self._own_pending_first = True
-                self._ensure_group(stop)
+                if "NOGROUP" in str(exc):
+                    # Redis came back without the stream or its group (restarted empty):
+                    # reading our pending entries or reclaiming must not end the loop.
+                    log.warning("signal stream or group gone (%s); recreating it", exc)
+                    self._ensure_group(stop)
+                    continue
+                # READONLY after a failover, OOM, MISCONF, ... (or a reply we did not expect
+                # outside any one entry): the server's state, not ours to fix. Back off.
+                self._count_error("redis")
+                self.stats.redis_errors += 1
+                log.warning("Redis refused (%s); retrying in %.2fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
 
     def _ensure_group(self, stop: threading.Event) -> None:
+        backoff = 0.2
         while not stop.is_set():
             try:
                 self.signals.ensure_group()
                 return
             except CONNECTION_ERRORS:
                 self.signals.instruments.connection_error()
-                stop.wait(0.2)
+            except ResponseError as exc:  # READONLY, OOM, ...: wait for the server
+                log.warning("cannot create the consumer group (%s); retrying", exc)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Until no entry is being handled (the order in flight, if any, is settled)."""
+        if self._busy.acquire(timeout=max(0.0, timeout)):
+            self._busy.release()
+            return True
+        return False
 
     def step(self) -> int:
-        """Handle one batch: our own pending entries first, then reclaims, then new ones."""
+        """Handle one batch: parked entries now due, our own pending entries after a restart
+        or an outage, then reclaims, then new ones."""
         cfg = self.config
-        if self._own_pending_first:
-            entries = self._read_own_pending()
-            if not entries:
-                self._own_pending_first = False
-        else:
-            entries = []
         now = time.monotonic()
         generation = self.fence.generation()
         takeover = generation != self._generation
+        if generation != self._term_seen:
+            self._new_term(generation)
+        entries = self._due_parked()
+        if not entries and self._own_pending_first:
+            entries = self._read_own_pending()
+            self._own_pending_first = False
         if not entries and (takeover or now - self._last_reclaim >= min(1.0, cfg.reclaim_idle / 2)):
             # A new term (we just became leader): take every pending entry now, whoever held
             # it; the fence and the broker lookup make re-handling an in-flight one safe.
             self._last_reclaim = now
             idle_ms = 0 if takeover else int(cfg.reclaim_idle * 1000)
-            entries = self.signals.reclaim(cfg.consumer, idle_ms, cfg.batch)
+            entries = [
+                e
+                for e in self.signals.reclaim(cfg.consumer, idle_ms, cfg.batch)
+                if e.entry_id not in self._parked
+            ]
             if takeover and len(entries) < cfg.batch:
                 self._generation = generation
             if entries and self.metrics is not None:
@@ -192,11 +262,19 @@ class Engine:
         for entry in entries:
             if not self.fence.may_execute():
                 raise FenceLost("leadership lost mid-batch")
-            self.handle(entry)
+            self._handle_one(entry)
         if now - self._last_trim >= 5.0:
             self._last_trim = now
             self.signals.trim_acknowledged(cfg.keep_acknowledged)
         return len(entries)
+
+    def _new_term(self, generation: int) -> None:
+        """A new term: what was parked may have been settled by another leader meanwhile (the
+        takeover reclaim brings it back), and sends older than the term no longer matter."""
+        self._term_seen = generation
+        self._parked.clear()
+        started = self.fence.term_started()
+        self._sent_at = {sid: at for sid, at in self._sent_at.items() if at > started}
 
     def _read_own_pending(self) -> list[Entry]:
         reply = self.signals.redis.xreadgroup(
@@ -207,9 +285,57 @@ class Engine:
         )
         if not reply:
             return []
-        return [Entry(eid, f) for eid, f in reply[0][1] if f]
+        return [Entry(eid, f) for eid, f in reply[0][1] if f and eid not in self._parked]
 
-    # ---- one signal ------------------------------------------------------------------------
+    def _due_parked(self) -> list[Entry]:
+        now = boot_clock()
+        due = [eid for eid, p in self._parked.items() if p.due <= now][: self.config.batch]
+        return [self._parked.pop(eid).entry for eid in due]
+
+    def _park(self, entry: Entry, due: float) -> None:
+        self._parked[entry.entry_id] = Parked(entry, due)
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)
+
+    # ---- one entry -----------------------------------------------------------------------
+    def _handle_one(self, entry: Entry) -> None:
+        """Handle ``entry``; an exception that is this entry's own never ends the loop."""
+        with self._busy:
+            try:
+                self.handle(entry)
+            except _NOT_THE_ENTRYS:
+                raise  # about this replica or Redis, not the entry: the loop backs off
+            except ResponseError as exc:
+                if is_transient_reply(exc) or "NOGROUP" in str(exc):
+                    raise
+                self._poisoned(entry, exc)
+            except Exception as exc:
+                self._poisoned(entry, exc)
+
+    def _poisoned(self, entry: Entry, exc: Exception) -> None:
+        """An entry that keeps failing goes to the dead letters after a few deliveries, unless
+        an order may have left for it (then it stays, to be reconciled: never drop a fill)."""
+        self._count_error("internal")
+        sid = _peek_id(entry)
+        deliveries = self.signals.deliveries(entry.entry_id)
+        what = f"{type(exc).__name__}: {exc}"
+        if sid in self._sent_at or deliveries < self.config.poison_deliveries:
+            log.warning(
+                "entry %s (signal %s) failed on delivery %d: %s",
+                entry.entry_id.decode(),
+                sid,
+                deliveries,
+                what,
+            )
+            return  # stays pending: reclaimed and tried again after reclaim_idle
+        log.error(
+            "entry %s dead-lettered as poison after %d deliveries: %s", entry, deliveries, what
+        )
+        self.signals.dead_letter(entry, "poison", f"{what} (after {deliveries} deliveries)")
+        self.stats.drop("poison")
+
     def handle(self, entry: Entry) -> None:
         try:
             signal = decode_signal(entry.fields, self.signals.max_bytes)
@@ -217,33 +343,90 @@ class Engine:
             self.signals.dead_letter_invalid(entry, exc)
             self.stats.drop(exc.reason)
             return
-        if self.metrics is not None:
-            self._received[signal.action].inc()
         received = time.time()
-        expired = signal.age(received) > self.config.signal_ttl
-        # An expired signal is never sent; but if an earlier attempt already got it executed
-        # (and then crashed or lost its lease before recording it), that fill must be
-        # recorded, not dead-lettered as if nothing had happened.
-        if expired and self.broker.lookup(signal.signal_id) is None:
-            self.signals.dead_letter(
-                entry,
-                "expired",
-                f"signal is {signal.age(received):.1f}s old, TTL {self.config.signal_ttl:.0f}s",
-            )
-            self.stats.drop("expired")
+        self._crash_hook("poison", signal.signal_id)
+        ticket = self.fence.begin(signal.signal_id)
+        if ticket.intent is Intent.DONE:
+            self._reemit(entry, signal, ticket)
             return
-        intent = self.fence.begin(signal.signal_id)
-        if intent is Intent.DONE:
-            self.signals.ack(entry.entry_id)  # executed and recorded by an earlier attempt
-            return
-        if expired:
-            intent = Intent.PENDING  # the broker has its fill: reconcile, send nothing
+        if self.metrics is not None and ticket.intent is Intent.NEW:
+            self._received[signal.action].inc()
         self._crash_hook("after_intent", signal.signal_id)
         self._crash_hook("thread_after_intent", signal.signal_id)
-        result = self._execute(signal, intent)
-        if result.status == "filled":
+        if ticket.intent is Intent.OPEN:
+            settled = self._reconcile(entry, signal, ticket)
+            if settled is _PARKED:
+                return
+            if isinstance(settled, Fill):
+                result = self._result(signal, "filled", settled, 0.0, "reconciled")
+                self._record(entry, signal, ticket, result, received)
+                return
+            # No fill, and none can come any more: as if the order had never been sent.
+        if signal.age(received) > self.config.signal_ttl:
+            self._expire(entry, signal, ticket, received)
+            return
+        veto = self.config.risk.check(signal)
+        if self.metrics is not None:
+            self._filter["rejected" if veto else "accepted"].inc()
+        if veto:
+            self._record(
+                entry, signal, ticket, self._result(signal, "rejected", None, 0, veto), received
+            )
+            return
+        sent = self._send(entry, signal, ticket)
+        if sent is None:
+            return  # parked: outcome unknown, or no broker connection
+        if sent.status == "filled":
             self._crash_hook("after_fill", signal.signal_id)
-        self._record(entry, signal, result, received)
+        self._record(entry, signal, ticket, sent, received)
+
+    def _reconcile(self, entry: Entry, signal: Signal, ticket: Ticket) -> Fill | object | None:
+        """An open intent: its fill, None when there is none and none can come, or _PARKED."""
+        sid = signal.signal_id
+        last_send = max(self.fence.term_started(), self._sent_at.get(sid, float("-inf")))
+        not_before = last_send + self._in_flight()
+        now = boot_clock()
+        if now < not_before:
+            self._park(entry, not_before)
+            return _PARKED
+        try:
+            fill = self.broker.lookup(sid)
+        except BrokerError as exc:
+            if self.metrics is not None:
+                self.metrics.broker_lookup_failures.inc()
+            log.warning("lookup of %s failed (%s); retrying", sid, exc)
+            self._park(entry, now + 0.2)
+            return _PARKED
+        if fill is not None:
+            if self.metrics is not None:
+                self._reconciled["matched"].inc()
+            return fill
+        self._sent_at.pop(sid, None)
+        if self.metrics is not None:
+            expired = signal.age() > self.config.signal_ttl
+            self._reconciled["failed" if expired else "sent"].inc()
+        return None
+
+    def _expire(self, entry: Entry, signal: Signal, ticket: Ticket, received: float) -> None:
+        """Never executed and too old to be: close the intent, then dead-letter the entry."""
+        self.fence.complete(ticket, "expired", EXPIRED_MARK, None)
+        self._dead_letter_expired(entry, signal, received)
+
+    def _dead_letter_expired(self, entry: Entry, signal: Signal, received: float) -> None:
+        age = signal.age(received)
+        self.signals.dead_letter(
+            entry, "expired", f"signal is {age:.1f}s old, TTL {self.config.signal_ttl:.0f}s"
+        )
+        self.stats.drop("expired")
+
+    def _reemit(self, entry: Entry, signal: Signal, ticket: Ticket) -> None:
+        """Done already: make sure what completion promised downstream exists, then ack."""
+        if ticket.recorded == EXPIRED_MARK:
+            self._dead_letter_expired(entry, signal, time.time())
+            return
+        if ticket.recorded:
+            self._publish(TradeResult.from_json(ticket.recorded))
+        self.signals.ack(entry.entry_id)
 
     def _crash_hook(self, point: str, signal_id: str) -> None:
         """TEST HOOK (see CRASH_ENV): die here, like a SIGKILL, for the chosen signals."""
@@ -252,97 +435,83 @@ class Engine:
         if signal_id.startswith(self._crash_at[1]):
             os.write(2, f"{CRASH_ENV}: crashing {point} for {signal_id}\n".encode())
             if point.startswith("thread_"):
-                raise RuntimeError(f"{CRASH_ENV}: engine thread crash for {signal_id}")
+                raise EngineThreadCrash(f"{CRASH_ENV}: engine thread crash for {signal_id}")
+            if point == "poison":
+                raise RuntimeError(f"{CRASH_ENV}: cannot handle {signal_id}")
             os._exit(137)
 
-    def _execute(self, signal: Signal, intent: Intent) -> TradeResult:
-        engine = self.config.consumer
-        veto = self.config.risk.check(signal)
-        if self.metrics is not None:
-            self._filter["rejected" if veto else "accepted"].inc()
-        if veto:
-            return self._result(signal, "rejected", None, 0.0, veto, engine)
-        if intent is Intent.PENDING:
-            earlier = self.broker.lookup(signal.signal_id)
-            if earlier is not None:
-                if self.metrics is not None:
-                    self.metrics.broker_orders_reconciled.labels("matched").inc()
-                return self._result(signal, "filled", earlier, 0.0, "reconciled", engine)
+    def _in_flight(self) -> float:
+        own = getattr(self.broker, "max_in_flight", None)
+        broker_says = float(own()) if callable(own) else 0.0
+        return max(self.config.broker_max_in_flight, broker_says)
+
+    def _send(self, entry: Entry, signal: Signal, ticket: Ticket) -> TradeResult | None:
+        """Send the order once; None when it is parked (outcome unknown, or no connection)."""
+        sid = signal.signal_id
+        if not self.broker.connected:
+            self._connect_broker()  # may block: the term is checked after it, not before
+            if not self.broker.connected:
+                self._park(entry, boot_clock() + 0.5)
+                return None
+        # The intent was fenced when it was recorded, but this process may have been frozen
+        # since (GC, SIGSTOP, a stalled VM, a blocking reconnect) and its term may be ending:
+        # send only while it holds for longer than the broker can take. Otherwise send
+        # nothing; the entry stays pending and whoever leads next reconciles it.
+        if not self.fence.holds_term(self.config.send_margin):
+            raise FenceLost(f"term ends within {self.config.send_margin}s; {sid} not sent")
         order = Order(
-            signal.signal_id,
-            signal.account,
-            signal.symbol,
-            signal.action,
-            signal.volume,
-            signal.price,
+            sid, signal.account, signal.symbol, signal.action, signal.volume, signal.price
         )
-        return self._send(signal, order, engine)
+        earlier = self._sent_at.get(sid)
+        self._sent_at[sid] = boot_clock()
+        start = time.perf_counter()
+        try:
+            fill = self.broker.place_order(order)
+        except BrokerRejected as exc:
+            took = time.perf_counter() - start
+            self._observe_order(signal.action, "rejected", took)
+            return self._result(signal, "rejected", None, took, str(exc))
+        except BrokerNotConnected:
+            # Nothing left: the connection was gone before the order could be sent.
+            if earlier is None:
+                self._sent_at.pop(sid, None)
+            else:
+                self._sent_at[sid] = earlier
+            self._broker_down()
+            self._park(entry, boot_clock() + 0.5)
+            return None
+        except (BrokerDisconnected, BrokerTimeout) as exc:
+            # The order may be at the broker and may still fill: its outcome is unknown.
+            if self.metrics is not None:
+                self.metrics.network_failures.inc()
+                self.metrics.broker_orders_unknown.inc()
+            if isinstance(exc, BrokerDisconnected):
+                self._broker_down()
+            log.warning("order %s: outcome unknown (%s); reconciling later", sid, exc)
+            self._park(entry, self._sent_at[sid] + self._in_flight())
+            self.fence.mark_unknown(ticket)
+            return None
+        except BrokerError as exc:  # the broker said it did not execute: final
+            took = time.perf_counter() - start
+            self._observe_order(signal.action, "failed", took)
+            self._count_error("broker")
+            return self._result(signal, "failed", None, took, str(exc))
+        took = time.perf_counter() - start
+        self._observe_order(signal.action, "filled", took)
+        return self._result(signal, "filled", fill, took, "")
 
-    def _send(self, signal: Signal, order: Order, engine: str) -> TradeResult:
-        attempts = 0
-        while True:
-            attempts += 1
-            start = time.perf_counter()
-            # The intent was fenced when it was recorded, but this process may have been
-            # frozen since (GC, SIGSTOP, a stalled VM) and lost its lease meanwhile: check
-            # again just before the order leaves. If the term is over, send nothing; the
-            # entry stays pending and the next leader reconciles it with the broker.
-            if not self.fence.holds_term():
-                raise FenceLost(f"term over before sending {order.client_order_id}")
-            try:
-                if not self.broker.connected:
-                    self._connect_broker()
-                fill = self.broker.place_order(order)
-                took = time.perf_counter() - start
-                self._observe_order(signal.action, "filled", took)
-                return self._result(signal, "filled", fill, took, "", engine)
-            except BrokerRejected as exc:
-                took = time.perf_counter() - start
-                self._observe_order(signal.action, "rejected", took)
-                return self._result(signal, "rejected", None, took, str(exc), engine)
-            except (BrokerDisconnected, BrokerTimeout) as exc:
-                if self.metrics is not None:
-                    self.metrics.network_failures.inc()
-                    if isinstance(exc, BrokerDisconnected):
-                        self.metrics.broker_connection_failures.inc()
-                        self.metrics.broker_connected.set(0)
-                # A timeout may have reached the broker: look before sending again.
-                earlier = self.broker.lookup(order.client_order_id)
-                if earlier is not None:
-                    took = time.perf_counter() - start
-                    self._observe_order(signal.action, "filled", took)
-                    return self._result(signal, "filled", earlier, took, "after retry", engine)
-                if attempts > self.config.broker_retries or signal.age() > self.config.signal_ttl:
-                    self._observe_order(signal.action, "failed", time.perf_counter() - start)
-                    self._count_error("broker")
-                    return self._result(
-                        signal,
-                        "failed",
-                        None,
-                        time.perf_counter() - start,
-                        f"{exc} (after {attempts} attempts)",
-                        engine,
-                    )
-                time.sleep(min(0.05 * 2**attempts, 0.5))
-            except BrokerError as exc:
-                took = time.perf_counter() - start
-                self._observe_order(signal.action, "failed", took)
-                self._count_error("broker")
-                return self._result(signal, "failed", None, took, str(exc), engine)
-
-    def _record(self, entry: Entry, signal: Signal, result: TradeResult, received: float) -> None:
-        """Write the result, apply the fill, close the intent, then acknowledge."""
-        self.results.append(result)
+    def _record(
+        self, entry: Entry, signal: Signal, ticket: Ticket, result: TradeResult, received: float
+    ) -> None:
+        """Close the action under its epoch first; only then the result, the state, the ack."""
+        fill = None
         if result.status == "filled" and result.fill_price is not None:
-            sign = -1.0 if signal.action == "sell" else 1.0
-            self.state.apply_fill(
-                signal.signal_id,
-                signal.account,
-                signal.symbol,
-                sign * signal.volume,
-                -sign * signal.volume * result.fill_price,
+            fill = BookFill(
+                signal.account, signal.symbol, signal.action, signal.volume, result.fill_price
             )
-        self.fence.complete(result)
+        self.fence.complete(ticket, result.status, result.to_json(), fill)
+        self._sent_at.pop(signal.signal_id, None)  # settled: nothing left to reconcile
+        self._publish(result)
         self.signals.ack(entry.entry_id)
         done = time.time()
         latency = max(0.0, done - signal.created_at)
@@ -352,9 +521,20 @@ class Engine:
             self.metrics.signal_latency.observe(latency)
         self.stats.record(result.status, latency)
 
+    def _publish(self, result: TradeResult) -> None:
+        """The result on the result stream and its fill on the account (once per signal)."""
+        self.results.append(result)
+        if result.status == "filled" and result.fill_price is not None:
+            self.state.apply_fill(
+                result.signal_id,
+                BookFill(
+                    result.account, result.symbol, result.action, result.volume, result.fill_price
+                ),
+            )
+
     # ---- helpers -------------------------------------------------------------------------
     def _result(
-        self, signal: Signal, status: str, fill: Fill | None, took: float, detail: str, engine: str
+        self, signal: Signal, status: str, fill: Fill | None, took: float, detail: str
     ) -> TradeResult:
         price = fill.price if fill else None
         slippage = 0.0
@@ -375,7 +555,7 @@ class Engine:
             execution_seconds=took,
             created_at=signal.created_at,
             executed_at=time.time(),
-            engine=engine,
+            engine=self.config.consumer,
             detail=detail[:300],
         )
 
@@ -390,9 +570,12 @@ class Engine:
             if self.metrics is not None:
                 self.metrics.broker_connected.set(1)
         except BrokerDisconnected:
-            if self.metrics is not None:
-                self.metrics.broker_connection_failures.inc()
-                self.metrics.broker_connected.set(0)
+            self._broker_down()
+
+    def _broker_down(self) -> None:
+        if self.metrics is not None:
+            self.metrics.broker_connection_failures.inc()
+            self.metrics.broker_connected.set(0)
 
     def _set_paused(self, paused: bool) -> None:
         if self.metrics is not None:
@@ -401,3 +584,14 @@ class Engine:
     def _count_error(self, reason: str) -> None:
         if self.metrics is not None:
             self._errors[reason].inc()
+
+
+_PARKED = object()  # _reconcile's "set aside, try later"
+_NOT_THE_ENTRYS: tuple[type[BaseException], ...] = (FenceLost, *CONNECTION_ERRORS, *AUTH_ERRORS)
+
+
+def _peek_id(entry: Entry) -> str | None:
+    try:
+        return peek_signal_id(entry.fields)
+    except Exception:  # the entry is what failed; its id is only for the log
+        return None

@@ -1,8 +1,14 @@
-"""A paper broker with deterministic, seedable fault knobs.
+"""A paper broker with deterministic, seedable fault knobs, strict unless told otherwise.
 
-It is the default broker and the one every test and demo uses. Its order book can live in a
-SQLite file so several engine processes on one host share it: that is what lets the fault tests
-count broker orders per signal across replicas that kill each other.
+It is the default broker and the one every test and demo uses. Strict, it forgives nothing a
+real venue does not: every ``place_order`` is a new order even with a client order id it has
+seen (a second send is a second fill), an order that timed out or lost its connection may still
+fill later, ``lookup`` may lag behind a fill and may fail, and a reconnect may block. The
+``forgiving`` knob brings back the kind broker (a repeated client id answers with the first
+fill; a timed-out order never fills) so a test can show what that hides.
+
+Its order book can live in a SQLite file so several engine processes on one host share it: that
+is what lets the fault tests count fills per signal across replicas that kill each other.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 from tradeguard.engine.broker import (
     BrokerDisconnected,
     BrokerError,
+    BrokerNotConnected,
     BrokerRejected,
     BrokerTimeout,
     Fill,
@@ -38,6 +45,18 @@ class BrokerKnobs:
     disconnect_rate: float = 0.0
     slippage_max: float = 0.001  # uniform in [0, slippage_max] relative to the price
     slippage_spike_rate: float = 0.0  # share of fills slipping 10-30 %
+    late_fill_rate: float = 0.0  # share of timed-out / cut-off orders that fill anyway, later
+    late_fill_delay: float = 0.5  # how long after the timeout such a late fill executes
+    visibility_delay: float = 0.0  # lookup shows a fill only this long after it executed
+    lookup_failure_rate: float = 0.0  # share of lookups that raise BrokerDisconnected
+    reconnect_block: float = 0.0  # seconds connect() blocks before it succeeds
+    forgiving: float = 0.0  # 1: drop repeated client order ids, no late fills (hides bugs)
+
+    def max_in_flight(self) -> float:
+        """The longest an order may take from send to a fill ``lookup`` shows: after this, an
+        order whose fill is not visible will never fill."""
+        late = 0.0 if self.forgiving else self.late_fill_delay
+        return self.latency + self.jitter + late + self.visibility_delay
 
     def update(self, values: dict[str, Any]) -> None:
         """Set knobs from strings or numbers; unknown names raise ValueError."""
@@ -51,11 +70,27 @@ class BrokerKnobs:
             setattr(self, name, number)
 
 
+@dataclass(frozen=True, slots=True)
+class BookFill:
+    """One execution in the book, with what it did (for the history checks)."""
+
+    client_order_id: str
+    account: str
+    symbol: str
+    side: str
+    volume: float
+    price: float
+    executed_at: float
+
+    def fill(self) -> Fill:
+        return Fill(self.client_order_id, self.price, self.volume, self.executed_at)
+
+
 class MemoryBook:
     """Orders of one process; lost with it."""
 
     def __init__(self) -> None:
-        self._fills: dict[str, Fill] = {}
+        self._fills: list[BookFill] = []
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -63,18 +98,33 @@ class MemoryBook:
         with self._lock:
             self._attempts[client_order_id] = self._attempts.get(client_order_id, 0) + 1
 
-    def record(self, fill: Fill) -> Fill:
-        """Store ``fill`` unless this client id already filled; return the stored one."""
+    def record(self, fill: BookFill, once: bool) -> BookFill:
+        """Store ``fill``; with ``once``, keep only the first per client id and return it."""
         with self._lock:
-            return self._fills.setdefault(fill.client_order_id, fill)
+            if once:
+                for earlier in self._fills:
+                    if earlier.client_order_id == fill.client_order_id:
+                        return earlier
+            self._fills.append(fill)
+            return fill
 
-    def get(self, client_order_id: str) -> Fill | None:
+    def first(self, client_order_id: str, executed_before: float) -> BookFill | None:
         with self._lock:
-            return self._fills.get(client_order_id)
+            for fill in self._fills:
+                if fill.client_order_id == client_order_id and fill.executed_at <= executed_before:
+                    return fill
+            return None
+
+    def all_fills(self) -> list[BookFill]:
+        with self._lock:
+            return list(self._fills)
 
     def fills(self) -> dict[str, Fill]:
-        with self._lock:
-            return dict(self._fills)
+        """The first fill per client order id."""
+        out: dict[str, Fill] = {}
+        for f in self.all_fills():
+            out.setdefault(f.client_order_id, f.fill())
+        return out
 
     def attempts(self) -> dict[str, int]:
         with self._lock:
@@ -90,9 +140,11 @@ class SQLiteBook:
         with self._conn() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS fills (client_order_id TEXT PRIMARY KEY, "
-                "price REAL, volume REAL, executed_at REAL)"
+                "CREATE TABLE IF NOT EXISTS fills (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "client_order_id TEXT NOT NULL, account TEXT, symbol TEXT, side TEXT, "
+                "volume REAL, price REAL, executed_at REAL)"
             )
+            conn.execute("CREATE INDEX IF NOT EXISTS fills_by_id ON fills (client_order_id)")
             conn.execute("CREATE TABLE IF NOT EXISTS attempts (client_order_id TEXT, ts REAL)")
 
     def _conn(self) -> sqlite3.Connection:
@@ -105,31 +157,55 @@ class SQLiteBook:
     def attempt(self, client_order_id: str) -> None:
         self._conn().execute("INSERT INTO attempts VALUES (?, ?)", (client_order_id, time.time()))
 
-    def record(self, fill: Fill) -> Fill:
+    def record(self, fill: BookFill, once: bool) -> BookFill:
         conn = self._conn()
-        conn.execute(
-            "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?)",
-            (fill.client_order_id, fill.price, fill.volume, fill.executed_at),
-        )
-        stored = self.get(fill.client_order_id)
-        assert stored is not None
-        return stored
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if once:
+                earlier = self.first(fill.client_order_id, float("inf"))
+                if earlier is not None:
+                    return earlier
+            conn.execute(
+                "INSERT INTO fills (client_order_id, account, symbol, side, volume, price, "
+                "executed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    fill.client_order_id,
+                    fill.account,
+                    fill.symbol,
+                    fill.side,
+                    fill.volume,
+                    fill.price,
+                    fill.executed_at,
+                ),
+            )
+            return fill
+        finally:
+            conn.execute("COMMIT")
 
-    def get(self, client_order_id: str) -> Fill | None:
+    _COLUMNS = "client_order_id, account, symbol, side, volume, price, executed_at"
+
+    def first(self, client_order_id: str, executed_before: float) -> BookFill | None:
         row = (
             self._conn()
             .execute(
-                "SELECT client_order_id, price, volume, executed_at FROM fills "
-                "WHERE client_order_id = ?",
-                (client_order_id,),
+                f"SELECT {self._COLUMNS} FROM fills WHERE client_order_id = ? "
+                "AND executed_at <= ? ORDER BY seq LIMIT 1",
+                (client_order_id, executed_before),
             )
             .fetchone()
         )
-        return Fill(*row) if row else None
+        return BookFill(*row) if row else None
+
+    def all_fills(self) -> list[BookFill]:
+        rows = self._conn().execute(f"SELECT {self._COLUMNS} FROM fills ORDER BY seq")
+        return [BookFill(*r) for r in rows]
 
     def fills(self) -> dict[str, Fill]:
-        rows = self._conn().execute("SELECT client_order_id, price, volume, executed_at FROM fills")
-        return {r[0]: Fill(*r) for r in rows}
+        """The first fill per client order id."""
+        out: dict[str, Fill] = {}
+        for f in self.all_fills():
+            out.setdefault(f.client_order_id, f.fill())
+        return out
 
     def attempts(self) -> dict[str, int]:
         rows = self._conn().execute(
@@ -162,12 +238,17 @@ class PaperBroker:
     def connected(self) -> bool:
         return self._connected
 
+    def max_in_flight(self) -> float:
+        return self.knobs.max_in_flight()
+
     def connect(self) -> None:
+        if self.knobs.reconnect_block:
+            time.sleep(self.knobs.reconnect_block)
         self._connected = True
 
     def place_order(self, order: Order) -> Fill:
         if not self._connected:
-            raise BrokerDisconnected("not connected")
+            raise BrokerNotConnected("not connected")
         with self._lock:  # draws in a fixed order per order: same seed, same outcomes
             k = self.knobs
             delay = max(0.0, k.latency + self._rng.uniform(-k.jitter, k.jitter))
@@ -178,21 +259,42 @@ class PaperBroker:
             spike = self._rng.random() < k.slippage_spike_rate
             slip = self._rng.uniform(0.10, 0.30) if spike else self._rng.uniform(0, k.slippage_max)
             sign = 1 if self._rng.random() < 0.5 else -1
-        if disconnect:
+            late = self._rng.random() < k.late_fill_rate
+        strict = not k.forgiving
+        if disconnect and not strict:
             self._connected = False
             raise BrokerDisconnected("connection to broker lost")
         self.book.attempt(order.client_order_id)
+        price = (order.price or reference_price(order.symbol)) * (1 + sign * slip)
+        if disconnect:  # the line dropped after the order went out: it may still fill
+            self._connected = False
+            if late:
+                self._fill(order, price, time.time() + k.late_fill_delay)
+            raise BrokerDisconnected(f"connection lost with order {order.client_order_id} out")
         if delay:
             time.sleep(delay)
         if timeout:
+            if late and strict:
+                self._fill(order, price, time.time() + k.late_fill_delay)
             raise BrokerTimeout(f"no answer for order {order.client_order_id}")
         if reject:
             raise BrokerRejected(f"order {order.client_order_id} rejected: insufficient margin")
         if fail:
             raise BrokerError(f"order {order.client_order_id} failed: no liquidity")
-        price = order.price or reference_price(order.symbol)
-        fill = Fill(order.client_order_id, price * (1 + sign * slip), order.volume, time.time())
-        return self.book.record(fill)
+        return self._fill(order, price, time.time()).fill()
+
+    def _fill(self, order: Order, price: float, at: float) -> BookFill:
+        fill = BookFill(
+            order.client_order_id, order.account, order.symbol, order.side, order.volume, price, at
+        )
+        return self.book.record(fill, once=bool(self.knobs.forgiving))
 
     def lookup(self, client_order_id: str) -> Fill | None:
-        return self.book.get(client_order_id)
+        k = self.knobs
+        if k.lookup_failure_rate:
+            with self._lock:
+                failed = self._rng.random() < k.lookup_failure_rate
+            if failed:
+                raise BrokerDisconnected(f"lookup of {client_order_id} failed: connection reset")
+        found = self.book.first(client_order_id, time.time() - k.visibility_delay)
+        return None if found is None else found.fill()

@@ -21,9 +21,10 @@ from tradeguard.bus.trade_state import TradeState
 from tradeguard.config import Layer, Settings
 from tradeguard.engine.broker import Broker
 from tradeguard.engine.control import ControlledFence, ControlPoller
-from tradeguard.engine.fencing import Fence, LocalFence
+from tradeguard.engine.fencing import LocalFence
 from tradeguard.engine.loop import Engine, EngineConfig
 from tradeguard.engine.paper import BrokerKnobs, PaperBroker, SQLiteBook
+from tradeguard.fencing import Fence
 from tradeguard.instances.supervisor import InstanceSupervisor
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.collectors import DuckDBCollector, StreamCollector
@@ -94,6 +95,9 @@ class EngineService:
                 consumer=self.options.consumer,
                 signal_ttl=settings.signal_ttl_seconds,
                 reclaim_idle=settings.reclaim_idle_seconds,
+                broker_max_in_flight=settings.broker_max_in_flight_seconds,
+                send_margin=settings.broker_send_margin_seconds,
+                poison_deliveries=settings.poison_deliveries,
             ),
             self.signals,
             self.results,

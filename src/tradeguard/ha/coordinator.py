@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from tradeguard.fencing import boot_clock
 from tradeguard.ha.figures import CoordinatorFigures
 from tradeguard.ha.lease import LeaseUnavailable, RedisLease
 from tradeguard.ha.ledger import Ledger, LedgerUnavailable
@@ -75,8 +76,9 @@ class Coordinator:
         lease_factory: Callable[[str], RedisLease],
         metrics: Metrics | None = None,
         eligible: bool = True,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = boot_clock,
         able: Callable[[], bool] = lambda: True,
+        drain: Callable[[float], object] | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
@@ -85,6 +87,11 @@ class Coordinator:
         self.eligible = eligible  # False after a failed start-up recovery: never lead
         self.clock = clock
         self.able = able  # False once the engine behind us cannot work: never lead then
+        # Called with a timeout when stepping down with the term still ours: the engine stops
+        # taking work and finishes the order in flight before the lease is released.
+        self.drain = drain
+        self.draining = False
+        self.started_at = float("-inf")  # clock() when the current term began
         self.figures = CoordinatorFigures(config.replica_id)
         self.role = Role.FOLLOWER
         self.mode = Mode.NORMAL
@@ -100,8 +107,24 @@ class Coordinator:
     # ---- what the engine asks -----------------------------------------------------------
     def may_execute(self) -> bool:
         return (
-            self.role is Role.LEADER and self.clock() - self.last_db_ok < self.config.renew_deadline
+            self.role is Role.LEADER
+            and not self.draining
+            and self.clock() - self.last_db_ok < self.config.renew_deadline
         )
+
+    def holds_term(self, margin: float) -> bool:
+        """Leader now, and the ledger lease (renewed at ``last_db_ok`` or later, measured from
+        before the renew call) outlasts ``margin`` seconds: an order sent now reaches a broker
+        whose worst latency is below ``margin`` while no successor can exist."""
+        now = self.clock()
+        return (
+            self.role is Role.LEADER
+            and now - self.last_db_ok < self.config.renew_deadline
+            and self.last_db_ok + self.config.ttl - now > margin
+        )
+
+    def term_started(self) -> float:
+        return self.started_at
 
     def generation(self) -> int:
         return self._terms
@@ -118,7 +141,12 @@ class Coordinator:
         next_tick = self.clock()
         try:
             while not stop.is_set():
-                self.tick()
+                try:
+                    self.tick()
+                except Exception:  # a bug or a reply we did not expect: never end the loop
+                    # Without a successful tick last_db_ok ages, so a leader stops acting
+                    # by itself at the renew deadline.
+                    log.exception("%s: HA tick failed; retrying", self.config.replica_id)
                 next_tick += self.config.renew_interval
                 delay = next_tick - self.clock()
                 if delay < 0:  # we were frozen or slow: do not try to catch up in a burst
@@ -151,6 +179,9 @@ class Coordinator:
     def _ledger_step(self) -> bool:
         cfg = self.config
         start = time.perf_counter()
+        # The lease runs from the database's NOW() inside the call, which is after this: an
+        # interval measured from here never outlives the lease, however slow the call.
+        called_at = self.clock()
         try:
             if self.role is Role.LEADER:
                 if not self.ledger.renew(cfg.replica_id, self.token, self.epoch, cfg.ttl):
@@ -172,7 +203,7 @@ class Coordinator:
             self._sync_done(start, ok=False)
             log.warning("%s: ledger unavailable: %s", cfg.replica_id, exc)
             return False
-        self.last_db_ok = self.clock()
+        self.last_db_ok = called_at
         self._sync_done(start, ok=True)
         now = time.time()
         self.figures.last_heartbeat = now
@@ -209,6 +240,9 @@ class Coordinator:
     def _promote(self, epoch: int) -> None:
         self.role = Role.LEADER
         self.epoch = epoch
+        # After the acquire returned: the previous lease had expired on the database by then,
+        # so every order of an earlier term reached the broker before this instant.
+        self.started_at = self.clock()
         self._terms += 1
         self.figures.current_leader_db = self.config.replica_id
         self.figures.record_leadership_change()
@@ -243,10 +277,18 @@ class Coordinator:
         if self.role is not Role.LEADER:
             return
         try:
-            self.ledger.release(self.config.replica_id, self.token, self.epoch)
-        except LedgerUnavailable:
-            pass  # the lease will expire on its own
-        self._demote(why)
+            if self.drain is not None and self.may_execute():
+                # Stop taking work and let the order in flight finish under our term, then
+                # hand over: the successor finds it done instead of waiting out its outcome.
+                self.draining = True
+                self.drain(self.config.renew_deadline)
+            try:
+                self.ledger.release(self.config.replica_id, self.token, self.epoch)
+            except LedgerUnavailable:
+                pass  # the lease will expire on its own
+            self._demote(why)
+        finally:
+            self.draining = False
 
     def _split_brain(self, other: str | None) -> None:
         if self.metrics is not None:

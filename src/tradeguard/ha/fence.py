@@ -1,9 +1,13 @@
-"""The fenced implementation of the engine's Fence, backed by the coordinator's ledger."""
+"""The fenced implementation of the Fence, backed by the coordinator's ledger.
+
+Every intent, unknown-outcome mark and completion is one ledger transaction checked against the
+epoch the ticket carries: the epoch taken when the intent was recorded, never the coordinator's
+current one, so an action of an earlier term cannot be completed under a later term.
+"""
 
 from __future__ import annotations
 
-from tradeguard.bus.results import TradeResult
-from tradeguard.engine.fencing import FenceLost, Intent
+from tradeguard.fencing import FenceLost, Fill, Ticket
 from tradeguard.ha.coordinator import Coordinator
 from tradeguard.ha.ledger import LedgerUnavailable
 from tradeguard.metrics.catalog import Metrics
@@ -22,37 +26,44 @@ class LedgerFence:
     def may_execute(self) -> bool:
         return self.coordinator.may_execute()
 
-    def holds_term(self) -> bool:
-        return self.coordinator.may_execute()
+    def holds_term(self, margin: float) -> bool:
+        return self.coordinator.holds_term(margin)
+
+    def term_started(self) -> float:
+        return self.coordinator.term_started()
 
     def generation(self) -> int:
         return self.coordinator.generation()
 
-    def _term(self) -> tuple[str, int]:
+    @property
+    def replica(self) -> str:
+        return self.coordinator.config.replica_id
+
+    def begin(self, signal_id: str) -> Ticket:
         c = self.coordinator
         if not c.may_execute():
-            raise FenceLost(f"{c.config.replica_id} is not the leader")
-        return c.config.replica_id, c.epoch
-
-    def begin(self, signal_id: str) -> Intent:
-        replica, epoch = self._term()
+            raise FenceLost(f"{self.replica} is not the leader")
         try:
-            return self.coordinator.ledger.begin_action(signal_id, replica, epoch)
+            return c.ledger.begin_action(signal_id, self.replica, c.epoch)
         except FenceLost:
             self._rejected()
             raise
         except LedgerUnavailable as exc:
             raise FenceLost(f"ledger unavailable: {exc}") from exc
 
-    def complete(self, result: TradeResult) -> None:
-        replica, epoch = self.coordinator.config.replica_id, self.coordinator.epoch
-        fill = None
-        if result.status == "filled" and result.fill_price is not None:
-            sign = -1.0 if result.action == "sell" else 1.0
-            fill = (result.account, result.symbol, sign * result.volume, result.fill_price)
+    def mark_unknown(self, ticket: Ticket) -> None:
         try:
-            self.coordinator.ledger.complete_action(
-                result.signal_id, replica, epoch, result.status, fill, self.leverage
+            self.coordinator.ledger.mark_unknown(ticket.signal_id, self.replica, ticket.epoch)
+        except FenceLost:
+            self._rejected()
+            raise
+        except LedgerUnavailable as exc:
+            raise FenceLost(f"ledger unavailable: {exc}") from exc
+
+    def complete(self, ticket: Ticket, status: str, recorded: bytes, fill: Fill | None) -> bool:
+        try:
+            return self.coordinator.ledger.complete_action(
+                ticket.signal_id, self.replica, ticket.epoch, status, recorded, fill, self.leverage
             )
         except FenceLost:
             self._rejected()

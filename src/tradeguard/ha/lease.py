@@ -10,6 +10,7 @@ ledger's to detect split-brain.
 from __future__ import annotations
 
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from tradeguard.bus.connection import CONNECTION_ERRORS, as_text
 from tradeguard.errors import TradeguardError
@@ -27,7 +28,11 @@ return 0
 
 
 class LeaseUnavailable(TradeguardError):
-    """Redis did not answer; the lease state is unknown."""
+    """Redis did not answer, or answered with an error (READONLY after a failover, OOM, ...);
+    the lease state is unknown."""
+
+
+_UNAVAILABLE = (*CONNECTION_ERRORS, ResponseError)
 
 
 class RedisLease:
@@ -47,34 +52,34 @@ class RedisLease:
         """Take the key if nobody holds it."""
         try:
             return bool(self.redis.set(self.key, self.value, nx=True, px=self.ttl_ms))
-        except CONNECTION_ERRORS as exc:
+        except _UNAVAILABLE as exc:
             raise LeaseUnavailable(str(exc)) from exc
 
     def renew(self) -> bool:
         """Extend the key while it is still ours; False when it is gone or someone else's."""
         try:
             return bool(self._renew(keys=[self.key], args=[self.value, self.ttl_ms]))
-        except CONNECTION_ERRORS as exc:
+        except _UNAVAILABLE as exc:
             raise LeaseUnavailable(str(exc)) from exc
 
     def claim(self) -> None:
         """Overwrite the key with ours: only the ledger's leader does this (split-brain fix)."""
         try:
             self.redis.set(self.key, self.value, px=self.ttl_ms)
-        except CONNECTION_ERRORS as exc:
+        except _UNAVAILABLE as exc:
             raise LeaseUnavailable(str(exc)) from exc
 
     def release(self) -> bool:
         try:
             return bool(self._release(keys=[self.key], args=[self.value]))
-        except CONNECTION_ERRORS as exc:
+        except _UNAVAILABLE as exc:
             raise LeaseUnavailable(str(exc)) from exc
 
     def holder(self) -> str | None:
         """The replica id holding the key, or None."""
         try:
             raw = self.redis.get(self.key)
-        except CONNECTION_ERRORS as exc:
+        except _UNAVAILABLE as exc:
             raise LeaseUnavailable(str(exc)) from exc
         if raw is None:
             return None

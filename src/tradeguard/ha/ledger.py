@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tradeguard.engine.fencing import FenceLost, Intent
 from tradeguard.errors import TradeguardError
+from tradeguard.fencing import FenceLost, Fill, Intent, Ticket, position_after
 from tradeguard.ha.records import Leadership, Position, ReplicaBeat
 
 
@@ -39,7 +39,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS actions (
         signal_id TEXT PRIMARY KEY, epoch BIGINT NOT NULL, holder TEXT NOT NULL,
         state TEXT NOT NULL, status TEXT, created_at DOUBLE PRECISION NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL)""",
+        updated_at DOUBLE PRECISION NOT NULL, result TEXT)""",
     """CREATE TABLE IF NOT EXISTS heartbeats (
         replica TEXT PRIMARY KEY, beat_at DOUBLE PRECISION NOT NULL, is_leader INTEGER NOT NULL,
         epoch BIGINT NOT NULL, mode TEXT NOT NULL)""",
@@ -130,6 +130,14 @@ class Ledger(ABC):
                 "INSERT INTO leadership (id, epoch, holder, token, lease_until) "
                 "VALUES (1, 0, NULL, NULL, 0) ON CONFLICT (id) DO NOTHING",
             )
+        self._add_result_column()
+
+    def _add_result_column(self) -> None:
+        """Ledgers created before results were kept in the ledger lack the column."""
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            columns = self._exec(cur, "SELECT * FROM actions WHERE 1 = 0").description
+            if "result" not in {c[0] for c in columns}:
+                self._exec(cur, "ALTER TABLE actions ADD COLUMN result TEXT")
 
     # ---- leadership ----------------------------------------------------------------------
     def read(self) -> Leadership:
@@ -212,8 +220,12 @@ class Ledger(ABC):
                 f"{None if row is None else bool(row[2])})"
             )
 
-    def begin_action(self, signal_id: str, replica: str, epoch: int) -> Intent:
-        """Record the intent to execute ``signal_id`` under our epoch (FenceLost if stale)."""
+    def begin_action(self, signal_id: str, replica: str, epoch: int) -> Ticket:
+        """Record the intent to execute ``signal_id`` under our epoch (FenceLost if stale).
+
+        An open intent of an earlier term is taken over (its epoch becomes ours), so only we
+        can close it from now on; a done one comes back with the result recorded for it.
+        """
         with self._guard(), self._write_tx(lock_leadership=True) as cur:
             self._check_epoch(cur, replica, epoch)
             inserted = self._exec(
@@ -224,18 +236,30 @@ class Ledger(ABC):
                 (signal_id, epoch, replica),
             ).rowcount
             if inserted == 1:
-                return Intent.NEW
+                return Ticket(signal_id, Intent.NEW, epoch)
             row = self._exec(
-                cur, "SELECT state FROM actions WHERE signal_id = ?", (signal_id,)
+                cur, "SELECT state, result FROM actions WHERE signal_id = ?", (signal_id,)
             ).fetchone()
             if row is not None and row[0] == "done":
-                return Intent.DONE
+                recorded = row[1].encode() if isinstance(row[1], str) else row[1]
+                return Ticket(signal_id, Intent.DONE, epoch, recorded)
             self._exec(
                 cur,
                 "UPDATE actions SET epoch = ?, holder = ?, updated_at = NOW() WHERE signal_id = ?",
                 (epoch, replica, signal_id),
             )
-            return Intent.PENDING
+            return Ticket(signal_id, Intent.OPEN, epoch)
+
+    def mark_unknown(self, signal_id: str, replica: str, epoch: int) -> None:
+        """The order was sent and its outcome is unknown: an explicit state an operator sees."""
+        with self._guard(), self._write_tx(lock_leadership=True) as cur:
+            self._check_epoch(cur, replica, epoch)
+            self._exec(
+                cur,
+                "UPDATE actions SET state = 'unknown', updated_at = NOW() "
+                "WHERE signal_id = ? AND state <> 'done'",
+                (signal_id,),
+            )
 
     def complete_action(
         self,
@@ -243,45 +267,53 @@ class Ledger(ABC):
         replica: str,
         epoch: int,
         status: str,
-        fill: tuple[str, str, float, float] | None = None,
+        recorded: bytes | None = None,
+        fill: Fill | None = None,
         leverage: float = 1.0,
-    ) -> None:
+    ) -> bool:
         """Mark ``signal_id`` done and apply its fill to the position, in one fenced write.
 
-        ``fill`` is (account, symbol, signed volume, price).
+        Idempotent: an action already done is left as it is and its fill is not applied again
+        (False). ``recorded`` is the result to re-emit should the caller crash after this.
         """
         with self._guard(), self._write_tx(lock_leadership=True) as cur:
             self._check_epoch(cur, replica, epoch)
-            self._exec(
+            changed = self._exec(
                 cur,
-                "UPDATE actions SET state = 'done', status = ?, updated_at = NOW() "
-                "WHERE signal_id = ?",
-                (status, signal_id),
-            )
+                "UPDATE actions SET state = 'done', status = ?, result = ?, updated_at = NOW() "
+                "WHERE signal_id = ? AND state <> 'done'",
+                (status, None if recorded is None else recorded.decode(), signal_id),
+            ).rowcount
+            if changed != 1:
+                return False
             if fill is not None:
-                self._apply_fill(cur, *fill, leverage=leverage)
+                self._apply_fill(cur, fill, leverage)
+            return True
 
-    def _apply_fill(
-        self,
-        cur: Any,
-        account: str,
-        symbol: str,
-        signed_volume: float,
-        price: float,
-        leverage: float,
-    ) -> None:
+    def open_actions(self) -> dict[str, tuple[str, int]]:
+        """Signal id -> (state, epoch) of every action not yet done (intent or unknown)."""
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            rows = self._exec(
+                cur, "SELECT signal_id, state, epoch FROM actions WHERE state <> 'done'"
+            ).fetchall()
+        return {r[0]: (r[1], int(r[2])) for r in rows}
+
+    def _apply_fill(self, cur: Any, fill: Fill, leverage: float) -> None:
+        account, symbol = fill.account, fill.symbol
         row = self._exec(
             cur,
             "SELECT volume, avg_price FROM positions WHERE account = ? AND symbol = ?",
             (account, symbol),
         ).fetchone()
         old_volume, old_price = (float(row[0]), float(row[1])) if row else (0.0, 0.0)
-        volume = old_volume + signed_volume
+        volume = position_after(old_volume, fill.action, fill.volume)
         if abs(volume) < 1e-12:
             self._exec(
                 cur, "DELETE FROM positions WHERE account = ? AND symbol = ?", (account, symbol)
             )
             return
+        signed_volume = volume - old_volume
+        price = fill.price
         same_side = old_volume == 0 or (old_volume > 0) == (signed_volume > 0)
         avg = (
             (

@@ -246,8 +246,21 @@ class Metrics:
         )
         self.broker_orders_reconciled = Counter(
             "tradeguard_broker_orders_reconciled_total",
-            "Intents found at start-up and settled against the broker, by outcome.",
+            "Open intents settled against the broker after its in-flight time, by outcome: "
+            "matched (a fill was there), sent (none, the order was sent), failed (none, "
+            "the signal had expired).",
             ["status"],
+            registry=r,
+        )
+        self.broker_orders_unknown = Counter(
+            "tradeguard_broker_orders_unknown_total",
+            "Orders whose outcome was unknown (timeout, connection lost mid-order): kept "
+            "open and reconciled by client order id, never resent blindly.",
+            registry=r,
+        )
+        self.broker_lookup_failures = Counter(
+            "tradeguard_broker_lookup_failures_total",
+            "Broker look-ups of an earlier order that failed (retried).",
             registry=r,
         )
 

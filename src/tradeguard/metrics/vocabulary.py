@@ -22,6 +22,7 @@ DROP_REASONS = (
     "bad_field",
     "oversized",
     "duplicate",
+    "poison",
 )
 RESULT_DROP_REASONS = ("redis_error", "trimmed_unpersisted")
 STREAMS = ("signals", "results", "signals_dead", "instance_events")

@@ -190,7 +190,11 @@ class ResultPersister:
                 if self.checker is not None:
                     self.checker.maybe_check()
                 backoff = 0.05
-            except CONNECTION_ERRORS:
+            except (*CONNECTION_ERRORS, ResponseError) as exc:
+                # Unreachable, or refusing (READONLY after a failover, OOM, MISCONF, a
+                # vanished group): never end the thread on it; back off and re-read.
+                if isinstance(exc, ResponseError):
+                    log.warning("Redis refused the persister (%s); retrying", exc)
                 self._pending_first = True
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -200,5 +204,5 @@ class ResultPersister:
             try:
                 self.ensure_group()
                 return
-            except CONNECTION_ERRORS:
+            except (*CONNECTION_ERRORS, ResponseError):
                 stop.wait(0.2)

@@ -37,29 +37,33 @@ from tradeguard.bus.keys import Keys
 from tradeguard.bus.results import RESULT_FIELD
 from tradeguard.bus.signal_stream import PublishError, SignalStream
 from tradeguard.bus.signals import Signal
-from tradeguard.engine.paper import SQLiteBook, reference_price
+from tradeguard.engine.paper import BookFill, SQLiteBook, reference_price
+from tradeguard.fencing import position_after
 from tradeguard.ha.ledger import Ledger, open_ledger
 from tradeguard.process import ManagedProcess, free_port, wait_until
 from tradeguard.process.proxy import TcpProxy
 from tradeguard.process.services import RedisServer
 
 KEYS = Keys()
-# How long after a fill's stamp an order for the same signal still counts as "in flight at the
-# same time" rather than "sent after the fill was there to be seen". A look-up and the send
-# after it are two local calls, but on a loaded two-core machine a scheduler stall between them
-# can take a few hundred milliseconds; a sender that skipped reconciliation sends only after a
-# failover, which takes at least the lease TTL (2 s in FAST timing), so 1 s separates the two.
-SETTLED = 1.0
 GROUP = "engine"  # the engine's consumer group on the signal stream (settings default)
 
 
 @dataclass(frozen=True)
 class Timing:
-    """The coordinator's lease timing, passed on the command line."""
+    """The coordinator's lease timing, passed on the command line, and the engine's send margin
+    and broker in-flight time that go with it (environment)."""
 
     ttl: float
     renew_interval: float
     renew_deadline: float
+    send_margin: float = 1.0
+    max_in_flight: float = 5.0
+
+    def env(self) -> dict[str, str]:
+        return {
+            "TRADEGUARD_BROKER_SEND_MARGIN_SECONDS": str(self.send_margin),
+            "TRADEGUARD_BROKER_MAX_IN_FLIGHT_SECONDS": str(self.max_in_flight),
+        }
 
     @property
     def failover_bound(self) -> float:
@@ -78,7 +82,9 @@ class Timing:
 DEFAULTS = Timing(ttl=5.0, renew_interval=1.0, renew_deadline=3.0)  # the shipped defaults
 # Lowered timing, ONLY for tests about mechanics (who may write, what gets rejected), never for
 # the ones that measure failover time against the defaults.
-FAST = Timing(ttl=2.0, renew_interval=0.25, renew_deadline=1.0)
+# The broker's in-flight time follows: a new leader looks up an earlier term's open orders 1 s
+# after it took over (the paper broker raises it to what its knobs need, never lowers it).
+FAST = Timing(ttl=2.0, renew_interval=0.25, renew_deadline=1.0, send_margin=0.5, max_in_flight=1.0)
 
 
 def via(url: str, port: int) -> str:
@@ -137,6 +143,7 @@ class Replica:
         timing: Timing,
         broker_latency: float,
         env: dict[str, str] | None = None,
+        broker_knobs: dict[str, float] | None = None,
     ) -> None:
         self.id = replica_id
         self.port = free_port()
@@ -158,13 +165,19 @@ class Replica:
             *("--broker-latency", str(broker_latency)),
             "--no-persist",
             *timing.args(),
+            *(a for k, v in (broker_knobs or {}).items() for a in ("--broker-knob", f"{k}={v}")),
         ]
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = ManagedProcess(
             replica_id,
             argv,
             workdir / replica_id,
-            env={**os.environ, "TRADEGUARD_RECLAIM_IDLE_SECONDS": "1", **(env or {})},
+            env={
+                **os.environ,
+                "TRADEGUARD_RECLAIM_IDLE_SECONDS": "1",
+                **timing.env(),
+                **(env or {}),
+            },
             health=self._healthy,
         )
         self._http = httpx.Client(timeout=0.5)
@@ -272,7 +285,9 @@ class Cluster:
         timing: Timing = DEFAULTS,
         broker_latency: float = 0.002,
         env: dict[str, dict[str, str]] | None = None,
+        broker_knobs: dict[str, float] | None = None,
     ) -> None:
+        """``broker_knobs`` go to every replica's paper broker (strict unless ``forgiving``)."""
         self.workdir = workdir
         self.redis = redis
         self.ledger_url = ledger_url
@@ -291,6 +306,7 @@ class Cluster:
                 timing,
                 broker_latency,
                 (env or {}).get(rid),
+                broker_knobs,
             )
         self.ledger: Ledger = open_ledger(ledger_url, timeout=5.0)  # the test's own, direct path
         self.redis_client = make_client(redis.url, socket_timeout=2.0)
@@ -347,10 +363,15 @@ class Cluster:
         return sqlite3.connect(self.book_path, timeout=30)
 
     def fills(self) -> dict[str, float]:
-        """Signal id -> when the broker executed it."""
-        with self._book() as conn:
-            rows = conn.execute("SELECT client_order_id, executed_at FROM fills").fetchall()
-        return {r[0]: float(r[1]) for r in rows}
+        """Signal id -> when the broker first executed it."""
+        out: dict[str, float] = {}
+        for fill in self.book_fills():
+            out.setdefault(fill.client_order_id, fill.executed_at)
+        return out
+
+    def book_fills(self) -> list[BookFill]:
+        """Every execution at the broker, in order (a strict broker fills every send)."""
+        return SQLiteBook(self.book_path).all_fills()
 
     def attempts(self) -> dict[str, list[float]]:
         """Signal id -> when each order for it reached the broker."""
@@ -502,16 +523,14 @@ class JepsenReport:
     unexpected
         executed, recorded or reported, but never published (nor even attempted).
     duplicate
-        the broker got an order for a signal it had already executed and shown as executed: an
-        attempt stamped more than ``SETTLED`` after the signal's fill, longer than any
-        look-up-then-send takes, so its sender skipped or ignored the reconciliation. With a
-        broker that did not dedupe client order ids this would be a second execution.
+        more than one fill at the broker for one signal id: the strict broker executes every
+        order it gets, so a second send is a second execution.
     resent
-        (figure, not an error) more than one order, none of them after the fill had settled:
-        the first one's outcome was unknown (its sender crashed or froze with the order in
-        flight), so the successor, finding no fill, re-sent it under the same client order id,
-        which the broker dedupes. A frozen sender's order that lands while the successor's is in
-        flight is this case too (both stamped within a few milliseconds of the fill).
+        (figure, not an error) more than one order for a signal and still one fill: a send
+        that the broker refused or never executed (a timeout without a late fill), then a
+        send after reconciliation had shown no fill could come any more.
+    wrong_positions
+        (account, symbol) whose ledger position differs from the sum of the broker's fills.
     unrecorded
         executed, but the ledger never marked it done or no result reached the result stream.
     result_duplicates
@@ -530,12 +549,14 @@ class JepsenReport:
     unrecorded: set[str] = field(default_factory=set)
     result_duplicates: set[str] = field(default_factory=set)
     dropped: dict[str, str] = field(default_factory=dict)
+    wrong_positions: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (
             f"accepted {self.accepted}, indeterminate {self.indeterminate}, executed "
             f"{self.executed}; lost {len(self.lost)}, unexpected {len(self.unexpected)}, "
-            f"duplicate {len(self.duplicate)}, unrecorded {len(self.unrecorded)}; resent "
+            f"duplicate {len(self.duplicate)}, unrecorded {len(self.unrecorded)}, wrong "
+            f"positions {len(self.wrong_positions)}; resent "
             f"{len(self.resent)}, duplicate results {len(self.result_duplicates)}, dead-lettered "
             f"{len(self.dropped)}"
         )
@@ -548,6 +569,26 @@ class JepsenReport:
         assert not self.unexpected, f"unexpected: {few(self.unexpected)} ({self.summary()})"
         assert not self.duplicate, f"duplicate orders: {few(self.duplicate)} ({self.summary()})"
         assert not self.unrecorded, f"unrecorded: {few(self.unrecorded)} ({self.summary()})"
+        assert not self.wrong_positions, (
+            f"ledger vs broker positions: {self.wrong_positions} ({self.summary()})"
+        )
+
+
+def position_mismatches(
+    ledger: Ledger, fills: Iterable[BookFill]
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """(account, symbol) -> (ledger volume, broker volume) wherever they differ: the ledger's
+    positions must be exactly what the broker's fills add up to."""
+    broker: dict[tuple[str, str], float] = {}
+    for f in fills:
+        key = (f.account, f.symbol)
+        broker[key] = position_after(broker.get(key, 0.0), f.side, f.volume)
+    booked = {(str(r[0]), str(r[1])): float(r[2]) for r in ledger.positions()}
+    return {
+        key: (booked.get(key, 0.0), broker.get(key, 0.0))
+        for key in booked.keys() | broker.keys()
+        if abs(booked.get(key, 0.0) - broker.get(key, 0.0)) > 1e-6
+    }
 
 
 def jepsen_check(cluster: Cluster, publisher: Publisher, timeout: float = 60.0) -> JepsenReport:
@@ -579,7 +620,9 @@ def jepsen_check(cluster: Cluster, publisher: Publisher, timeout: float = 60.0) 
             last, last_change = now, time.monotonic()
         elif time.monotonic() - last_change > timeout:
             break  # stuck: the report says what is missing
+    book = cluster.book_fills()
     fills = cluster.fills()
+    fill_counts = Counter(f.client_order_id for f in book)
     attempts = cluster.attempts()
     actions = cluster.ledger.actions()
     results = cluster.results()
@@ -587,11 +630,7 @@ def jepsen_check(cluster: Cluster, publisher: Publisher, timeout: float = 60.0) 
     executed = set(fills)
     done = {sid for sid, (state, _status, _epoch) in actions.items() if state == "done"}
     promised_or_tried = accepted | publisher.indeterminate
-    duplicate = {
-        sid
-        for sid, stamps in attempts.items()
-        if sid in fills and any(ts > fills[sid] + SETTLED for ts in stamps)
-    }
+    duplicate = {sid for sid, n in fill_counts.items() if n > 1}
     lost = accepted - executed
     return JepsenReport(
         accepted=len(accepted),
@@ -604,4 +643,5 @@ def jepsen_check(cluster: Cluster, publisher: Publisher, timeout: float = 60.0) 
         unrecorded=(executed - done) | (executed - set(results)),
         result_duplicates={sid for sid, n in results.items() if n > 1},
         dropped={sid: dead[sid] for sid in lost if sid in dead},
+        wrong_positions=position_mismatches(cluster.ledger, book),
     )

@@ -1,4 +1,8 @@
-"""A coordinator replica: crash recovery, the HA loop and an engine behind the ledger fence."""
+"""A coordinator replica: crash recovery, the HA loop and an engine behind the ledger fence.
+
+The composition module: the only place that knows both ``engine/`` and ``ha/``. Neither of them
+imports the other; they meet through ``tradeguard.fencing``.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ class CoordinatorService:
             self.metrics,
             eligible=self.recovery.ok,
             able=lambda: self.engine.problem() is None,
+            drain=lambda timeout: self.engine.engine.wait_idle(timeout),
         )
         self.fence = LedgerFence(self.coordinator, self.metrics)
         engine_options = replace(options or EngineOptions(), consumer=ha.replica_id)
