@@ -69,8 +69,13 @@ class Fence(Protocol):
         """Changes whenever this replica starts a new term of work (a new epoch): the engine
         then takes over every pending entry at once instead of waiting for them to idle."""
 
-    def begin(self, signal_id: str) -> Ticket:
-        """Record the intent to execute ``signal_id``; raise FenceLost if not allowed."""
+    def begin(self, signal_id: str, signal: bytes | None = None) -> Ticket:
+        """Record the intent to execute ``signal_id`` (with the signal's JSON, so the intent
+        can be settled without its stream entry); raise FenceLost if not allowed."""
+
+    def open_intents(self) -> list[tuple[str, bytes | None]]:
+        """(signal id, signal JSON) of every intent not yet done: what a new term sweeps,
+        whether or not its stream entry is still pending."""
 
     def mark_unknown(self, ticket: Ticket) -> None:
         """Record that the order's outcome is unknown (it may fill later); FenceLost if stale."""

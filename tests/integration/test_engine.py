@@ -246,8 +246,11 @@ class FreezesAfterIntent:
     def generation(self) -> int:
         return 0
 
-    def begin(self, signal_id: str) -> Ticket:
-        ticket = self.inner.begin(signal_id)
+    def open_intents(self) -> list[tuple[str, bytes | None]]:
+        return []
+
+    def begin(self, signal_id: str, signal: bytes | None = None) -> Ticket:
+        ticket = self.inner.begin(signal_id, signal)
         self.intents += 1
         if self.intents == 1:
             self.term = False

@@ -94,8 +94,11 @@ class ControlledFence:
     def generation(self) -> int:
         return self.inner.generation()
 
-    def begin(self, signal_id: str) -> Ticket:
-        return self.inner.begin(signal_id)
+    def begin(self, signal_id: str, signal: bytes | None = None) -> Ticket:
+        return self.inner.begin(signal_id, signal)
+
+    def open_intents(self) -> list[tuple[str, bytes | None]]:
+        return self.inner.open_intents()
 
     def mark_unknown(self, ticket: Ticket) -> None:
         self.inner.mark_unknown(ticket)

@@ -52,7 +52,13 @@ class LocalFence:
     def generation(self) -> int:
         return 0
 
-    def begin(self, signal_id: str) -> Ticket:
+    def open_intents(self) -> list[tuple[str, bytes | None]]:
+        """None to sweep: the intents live on the signal stream's Redis, so they can only be
+        lost together with the entries that would settle them (and trimming never removes a
+        pending entry)."""
+        return []
+
+    def begin(self, signal_id: str, signal: bytes | None = None) -> Ticket:
         key = self.keys.intent(signal_id)
         if self.redis.set(key, "intent", nx=True, ex=INTENT_TTL_SECONDS):
             return Ticket(signal_id, Intent.NEW, 0)

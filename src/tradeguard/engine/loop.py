@@ -34,7 +34,13 @@ from redis.exceptions import ResponseError
 from tradeguard.bus.connection import AUTH_ERRORS, CONNECTION_ERRORS, is_transient_reply
 from tradeguard.bus.results import ResultStream, TradeResult
 from tradeguard.bus.signal_stream import Entry, SignalStream
-from tradeguard.bus.signals import InvalidSignal, Signal, decode_signal, peek_signal_id
+from tradeguard.bus.signals import (
+    SIGNAL_FIELD,
+    InvalidSignal,
+    Signal,
+    decode_signal,
+    peek_signal_id,
+)
 from tradeguard.bus.trade_state import TradeState
 from tradeguard.engine.broker import (
     Broker,
@@ -139,6 +145,7 @@ class Engine:
         self._last_trim = time.monotonic()
         self._generation = fence.generation()
         self._term_seen = self._generation
+        self._swept_term: int | None = None  # the term whose open intents were swept
         # signal id -> boot-clock time this process last sent an order for it (outcome not
         # recorded yet): an open intent is looked up only once the in-flight time has passed.
         self._sent_at: dict[str, float] = {}
@@ -238,6 +245,8 @@ class Engine:
         takeover = generation != self._generation
         if generation != self._term_seen:
             self._new_term(generation)
+        if self._swept_term != self._term_seen:
+            self._sweep()
         entries = self._due_parked()
         if not entries and self._own_pending_first:
             entries = self._read_own_pending()
@@ -275,6 +284,39 @@ class Engine:
         self._parked.clear()
         started = self.fence.term_started()
         self._sent_at = {sid: at for sid, at in self._sent_at.items() if at > started}
+
+    def _sweep(self) -> None:
+        """Once per term, after the broker's in-flight time: settle every intent the ledger
+        holds open, whether or not its stream entry is still pending (Redis may have lost it).
+        A fill at the broker is recorded; an expired intent without one is closed. The rest
+        stay open for their entries (a pending entry finds them done or open as it should)."""
+        if boot_clock() < self.fence.term_started() + self._in_flight():
+            return
+        for signal_id, payload in self.fence.open_intents():
+            if payload is None:
+                continue  # recorded before intents kept their signal: its entry settles it
+            try:
+                signal = decode_signal({SIGNAL_FIELD: payload}, max(len(payload), 1))
+                fill = self.broker.lookup(signal_id)
+            except (InvalidSignal, BrokerError) as exc:
+                log.warning("sweep: %s left open for now (%s)", signal_id, exc)
+                return  # the next step tries again
+            expired = signal.age() > self.config.signal_ttl
+            if fill is None and not expired:
+                continue
+            ticket = self.fence.begin(signal_id, payload)
+            if ticket.intent is not Intent.OPEN:
+                continue
+            if fill is not None:
+                if self.metrics is not None:
+                    self._reconciled["matched"].inc()
+                result = self._result(signal, "filled", fill, 0.0, "reconciled")
+                self._settle(signal, ticket, result)
+                log.info("sweep: recorded the fill of %s found at the broker", signal_id)
+            else:
+                self.fence.complete(ticket, "expired", EXPIRED_MARK, None)
+                log.info("sweep: closed %s, expired without a fill", signal_id)
+        self._swept_term = self._term_seen
 
     def _read_own_pending(self) -> list[Entry]:
         reply = self.signals.redis.xreadgroup(
@@ -345,7 +387,7 @@ class Engine:
             return
         received = time.time()
         self._crash_hook("poison", signal.signal_id)
-        ticket = self.fence.begin(signal.signal_id)
+        ticket = self.fence.begin(signal.signal_id, signal.to_json())
         if ticket.intent is Intent.DONE:
             self._reemit(entry, signal, ticket)
             return
@@ -504,14 +546,7 @@ class Engine:
         self, entry: Entry, signal: Signal, ticket: Ticket, result: TradeResult, received: float
     ) -> None:
         """Close the action under its epoch first; only then the result, the state, the ack."""
-        fill = None
-        if result.status == "filled" and result.fill_price is not None:
-            fill = BookFill(
-                signal.account, signal.symbol, signal.action, signal.volume, result.fill_price
-            )
-        self.fence.complete(ticket, result.status, result.to_json(), fill)
-        self._sent_at.pop(signal.signal_id, None)  # settled: nothing left to reconcile
-        self._publish(result)
+        self._settle(signal, ticket, result)
         self.signals.ack(entry.entry_id)
         done = time.time()
         latency = max(0.0, done - signal.created_at)
@@ -520,6 +555,18 @@ class Engine:
             self.metrics.signal_processing_duration.observe(done - received)
             self.metrics.signal_latency.observe(latency)
         self.stats.record(result.status, latency)
+
+    def _settle(self, signal: Signal, ticket: Ticket, result: TradeResult) -> None:
+        """The fenced completion (fill into the ledger's positions), then what it promises
+        downstream: the result and the account state. Nothing is written if it is refused."""
+        fill = None
+        if result.status == "filled" and result.fill_price is not None:
+            fill = BookFill(
+                signal.account, signal.symbol, signal.action, signal.volume, result.fill_price
+            )
+        self.fence.complete(ticket, result.status, result.to_json(), fill)
+        self._sent_at.pop(signal.signal_id, None)  # settled: nothing left to reconcile
+        self._publish(result)
 
     def _publish(self, result: TradeResult) -> None:
         """The result on the result stream and its fill on the account (once per signal)."""

@@ -39,15 +39,21 @@ class LedgerFence:
     def replica(self) -> str:
         return self.coordinator.config.replica_id
 
-    def begin(self, signal_id: str) -> Ticket:
+    def begin(self, signal_id: str, signal: bytes | None = None) -> Ticket:
         c = self.coordinator
         if not c.may_execute():
             raise FenceLost(f"{self.replica} is not the leader")
         try:
-            return c.ledger.begin_action(signal_id, self.replica, c.epoch)
+            return c.ledger.begin_action(signal_id, self.replica, c.epoch, signal)
         except FenceLost:
             self._rejected()
             raise
+        except LedgerUnavailable as exc:
+            raise FenceLost(f"ledger unavailable: {exc}") from exc
+
+    def open_intents(self) -> list[tuple[str, bytes | None]]:
+        try:
+            return self.coordinator.ledger.open_intents()
         except LedgerUnavailable as exc:
             raise FenceLost(f"ledger unavailable: {exc}") from exc
 

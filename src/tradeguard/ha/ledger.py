@@ -39,7 +39,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS actions (
         signal_id TEXT PRIMARY KEY, epoch BIGINT NOT NULL, holder TEXT NOT NULL,
         state TEXT NOT NULL, status TEXT, created_at DOUBLE PRECISION NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL, result TEXT)""",
+        updated_at DOUBLE PRECISION NOT NULL, result TEXT, signal TEXT)""",
     """CREATE TABLE IF NOT EXISTS heartbeats (
         replica TEXT PRIMARY KEY, beat_at DOUBLE PRECISION NOT NULL, is_leader INTEGER NOT NULL,
         epoch BIGINT NOT NULL, mode TEXT NOT NULL)""",
@@ -130,14 +130,16 @@ class Ledger(ABC):
                 "INSERT INTO leadership (id, epoch, holder, token, lease_until) "
                 "VALUES (1, 0, NULL, NULL, 0) ON CONFLICT (id) DO NOTHING",
             )
-        self._add_result_column()
+        self._add_missing_columns()
 
-    def _add_result_column(self) -> None:
-        """Ledgers created before results were kept in the ledger lack the column."""
+    def _add_missing_columns(self) -> None:
+        """Ledgers created before signals and results were kept in the ledger lack them."""
         with self._guard(), self._write_tx(lock_leadership=False) as cur:
             columns = self._exec(cur, "SELECT * FROM actions WHERE 1 = 0").description
-            if "result" not in {c[0] for c in columns}:
-                self._exec(cur, "ALTER TABLE actions ADD COLUMN result TEXT")
+            have = {c[0] for c in columns}
+            for name in ("result", "signal"):
+                if name not in have:
+                    self._exec(cur, f"ALTER TABLE actions ADD COLUMN {name} TEXT")
 
     # ---- leadership ----------------------------------------------------------------------
     def read(self) -> Leadership:
@@ -220,20 +222,24 @@ class Ledger(ABC):
                 f"{None if row is None else bool(row[2])})"
             )
 
-    def begin_action(self, signal_id: str, replica: str, epoch: int) -> Ticket:
+    def begin_action(
+        self, signal_id: str, replica: str, epoch: int, signal: bytes | None = None
+    ) -> Ticket:
         """Record the intent to execute ``signal_id`` under our epoch (FenceLost if stale).
 
-        An open intent of an earlier term is taken over (its epoch becomes ours), so only we
-        can close it from now on; a done one comes back with the result recorded for it.
+        ``signal`` (the signal's JSON) is kept with the intent, so a later leader can settle
+        the intent from the ledger alone if the stream entry is gone. An open intent of an
+        earlier term is taken over (its epoch becomes ours), so only we can close it from now
+        on; a done one comes back with the result recorded for it.
         """
         with self._guard(), self._write_tx(lock_leadership=True) as cur:
             self._check_epoch(cur, replica, epoch)
             inserted = self._exec(
                 cur,
                 "INSERT INTO actions (signal_id, epoch, holder, state, status, created_at, "
-                "updated_at) VALUES (?, ?, ?, 'intent', NULL, NOW(), NOW()) "
+                "updated_at, signal) VALUES (?, ?, ?, 'intent', NULL, NOW(), NOW(), ?) "
                 "ON CONFLICT (signal_id) DO NOTHING",
-                (signal_id, epoch, replica),
+                (signal_id, epoch, replica, None if signal is None else signal.decode()),
             ).rowcount
             if inserted == 1:
                 return Ticket(signal_id, Intent.NEW, epoch)
@@ -289,6 +295,15 @@ class Ledger(ABC):
             if fill is not None:
                 self._apply_fill(cur, fill, leverage)
             return True
+
+    def open_intents(self) -> list[tuple[str, bytes | None]]:
+        """(signal id, signal JSON) of every action not yet done, oldest first."""
+        with self._guard(), self._write_tx(lock_leadership=False) as cur:
+            rows = self._exec(
+                cur,
+                "SELECT signal_id, signal FROM actions WHERE state <> 'done' ORDER BY created_at",
+            ).fetchall()
+        return [(r[0], None if r[1] is None else str(r[1]).encode()) for r in rows]
 
     def open_actions(self) -> dict[str, tuple[str, int]]:
         """Signal id -> (state, epoch) of every action not yet done (intent or unknown)."""

@@ -172,3 +172,45 @@ def test_redis_answering_readonly_pauses_nothing_for_good(
         assert status is not None and status["engine_problem"] is None, replica.id
     report = jepsen_check(cluster, publisher)
     report.assert_clean()
+
+
+def test_a_new_leader_sweeps_open_intents_whose_stream_entry_is_gone(
+    tmp_path: Path,
+    make_cluster: Callable[..., Cluster],
+    make_publisher: Callable[..., Publisher],
+) -> None:
+    """The leader dies between the fill and its record, and the stream entry is lost with it
+    (a Redis that lost data). Nothing is pending any more, but the ledger still holds the open
+    intent with its signal: the successor sweeps it, finds the fill and records it."""
+    cluster = make_cluster(
+        f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+        size=2,
+        timing=FAST,
+        env={"r1": {"TRADEGUARD_CRASH_AT": "after_fill:sweep-"}},
+    )
+    victim = cluster["r1"].start()
+    cluster.wait_leader(10, among=[victim])
+    successor = cluster["r2"].start()
+    publisher = make_publisher(rate=10).start()
+    publisher.wait_executed(cluster, 5, 15)
+    publisher.pause()
+    assert publisher.publish("sweep-1") == "sweep-1"
+    wait_until(lambda: not victim.running, 10, "the leader to crash after the fill")
+    admin = cluster.redis_client
+    [entry_id] = [
+        eid
+        for eid, fields in admin.xrange(KEYS.signals)
+        if b'"sweep-1"' in fields.get(b"signal", b"")
+    ]
+    admin.xack(KEYS.signals, "engine", entry_id)
+    admin.xdel(KEYS.signals, entry_id)
+    assert cluster.ledger.actions()["sweep-1"][0] == "intent"
+    cluster.wait_leader(FAST.failover_bound + MARGIN, among=[successor])
+    wait_until(lambda: "sweep-1" in cluster.done(), 10, "the successor to sweep sweep-1")
+    assert cluster.ledger.actions()["sweep-1"][:2] == ("done", "filled")
+    # The result follows the fenced completion.
+    wait_until(lambda: cluster.results()["sweep-1"] == 1, 5, "the swept result written")
+    assert fill_count(cluster, "sweep-1") == 1
+    publisher.resume()
+    report = jepsen_check(cluster, publisher)
+    report.assert_clean()
