@@ -14,6 +14,7 @@ BENCHMARKS = [
     "bench.instrumentation_overhead",
     "bench.metrics_render",
     "bench.detection",
+    "bench.fenced_throughput",
     "bench.failover",
 ]
 

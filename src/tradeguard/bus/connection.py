@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    ClusterDownError,
+    ExecAbortError,
+    MasterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -45,8 +56,22 @@ TRANSIENT_REPLIES = (
 )
 
 
+# redis-py turns some of those codes into classes and strips the code from the message.
+_TRANSIENT_CLASSES: tuple[type[Exception], ...] = (
+    ReadOnlyError,
+    OutOfMemoryError,
+    NoScriptError,
+    TryAgainError,
+    ClusterDownError,
+    MasterDownError,
+    ExecAbortError,  # a MULTI discarded because a queued command was refused (READONLY, OOM)
+)
+
+
 def is_transient_reply(exc: BaseException) -> bool:
     """Whether a Redis error reply is about the server's state (retry later)."""
+    if isinstance(exc, _TRANSIENT_CLASSES):
+        return True
     return isinstance(exc, ResponseError) and str(exc).startswith(TRANSIENT_REPLIES)
 
 

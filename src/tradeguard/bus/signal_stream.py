@@ -105,6 +105,9 @@ class SignalStream:
             raise PublishError(
                 f"signal {signal.signal_id} not confirmed: {exc}", maybe_queued=True
             ) from exc
+        except ResponseError as exc:  # READONLY, OOM, MISCONF: the script did not run
+            self._count_publish_error("redis_error")
+            raise PublishError(f"signal {signal.signal_id} refused by Redis: {exc}") from exc
         if entry_id is None:
             self._count_publish_error("duplicate")
             raise DuplicateSignal(f"signal id {signal.signal_id} was already published")

@@ -1,12 +1,16 @@
 """A bounded, seeded fault soak under a steady signal stream, ending with the Jepsen final read.
 
-A nemesis injects a seeded schedule of faults on the three replicas: SIGKILL (restarted after a
-while), SIGSTOP (resumed), a cut from Redis or from the database (drop or blackhole), and a slow
-path (delay). At most two replicas are faulted at a time, so one can always make progress; the
+Every replica trades through the strict paper broker, made unkind for the whole run: a share of
+orders time out, half of those fill later anyway, lookups lag behind fills and sometimes fail.
+A second send is a second fill, so a double send cannot hide. A nemesis injects a seeded
+schedule of faults: SIGKILL (restarted after a while), SIGTERM of the leader with orders in
+flight (restarted), SIGSTOP (resumed), a cut from Redis or from the database (drop or
+blackhole), a slow path (delay), a broker stall longer than the lease, and Redis answering
+READONLY. At most two faults are active at a time, so one replica can always make progress; the
 leader is the target about half of the time. Durations straddle the lease TTL, so some faults
 cause failovers and some do not. When the schedule is done everything heals, and the final read
-must find nothing lost, nothing unexpected, no order sent to the broker for a signal it had
-already executed, and every execution recorded.
+must find nothing lost, nothing unexpected, no signal filled twice, every execution recorded,
+and the ledger's positions equal to what the broker's fills add up to.
 
 Reproducible: the schedule (kind, target rule, duration, gap) comes from the seed only; which
 replica "the leader" is, is resolved when the fault fires. Bounded: it stops injecting at the
@@ -29,9 +33,11 @@ from pathlib import Path
 
 import pytest
 
+from tradeguard.engine.control import reset_broker_knobs, set_broker_knobs
 from tradeguard.ha.ledger import LedgerUnavailable, open_ledger
+from tradeguard.process import free_port
 
-from .harness import FAST, SPAWNER, Cluster, Publisher, Replica, jepsen_check
+from .harness import FAST, KEYS, SPAWNER, Cluster, Publisher, Replica, jepsen_check
 
 # 80 faults per ledger (160 in a run over both) fit the suite's budget: about 65 s each on two
 # cores. The time budget is only a cap for slower machines; the report says how many ran.
@@ -41,7 +47,30 @@ SEED = int(os.environ.get("TRADEGUARD_SOAK_SEED", "20240404"))
 RATE = 10.0  # signals a second: well under what the cluster drains between faults
 MAX_FAULTED = 2  # replicas faulted at once; the third keeps the cluster able to progress
 # kind -> weight; "db" faults become Redis faults on SQLite (a local file has no network path)
-KINDS = {"kill": 2, "pause": 3, "redis": 2, "db": 2, "delay": 1}
+KINDS = {
+    "kill": 2,
+    "term": 2,
+    "pause": 3,
+    "redis": 2,
+    "db": 2,
+    "delay": 1,
+    "stall": 1,
+    "readonly": 1,
+}
+# The broker is unkind all along; a stall makes every order take longer than the lease TTL.
+UNKIND = {
+    "timeout_rate": 0.03,
+    "late_fill_rate": 0.5,
+    "late_fill_delay": 0.5,
+    "visibility_delay": 0.1,
+    "lookup_failure_rate": 0.1,
+}
+STALL_LATENCY = 2.5
+# The engines' configured broker in-flight time must cover the worst case: a stalled order,
+# plus a late fill, plus the lookup lag. Knobs drop back after a stall, so the broker's own
+# figure would not remember it.
+IN_FLIGHT = STALL_LATENCY + 0.5 + 0.1 + 0.4
+GLOBAL = "(all)"  # the nemesis's slot for faults of shared parts (the broker, Redis)
 
 
 @dataclass(frozen=True)
@@ -79,6 +108,7 @@ class Nemesis:
 
     def __init__(self, cluster: Cluster, ledger_url: str) -> None:
         self.cluster = cluster
+        self.admin = cluster.redis_client
         self.has_db_path = ledger_url.startswith("postgresql://")
         self.ledger = open_ledger(ledger_url, timeout=0.5)
         self.active: dict[str, tuple[float, Callable[[], None]]] = {}  # id -> (heal at, heal)
@@ -114,7 +144,25 @@ class Nemesis:
             self.restart_errors.append(f"{replica.id}: {future.exception()}")
         self.active.pop(replica.id, None)
 
+    def _inject_global(self, kind: str, duration: float) -> None:
+        """A fault of a part every replica shares: the broker stalls, or Redis turns READONLY."""
+        due = time.monotonic() + duration
+        self.note(f"{kind} (all replicas) for {duration}s")
+        if kind == "stall":
+            set_broker_knobs(self.admin, KEYS, latency=STALL_LATENCY)
+            self.active[GLOBAL] = (due, lambda: reset_broker_knobs(self.admin, KEYS))
+        else:
+            self.admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+            self.active[GLOBAL] = (
+                due,
+                lambda: self.admin.execute_command("REPLICAOF", "NO", "ONE"),
+            )
+        self.injected[kind] += 1
+
     def inject(self, fault: Planned) -> None:
+        if fault.kind in ("stall", "readonly") and GLOBAL not in self.active:
+            self._inject_global(fault.kind, fault.duration)
+            return
         eligible = sorted(r for r in self.cluster.replicas if r not in self.active)
         leader = self.leader_id()
         if fault.on_leader and leader in eligible:
@@ -128,6 +176,10 @@ class Nemesis:
         kind = fault.kind
         if kind == "db" and not self.has_db_path:
             kind = "redis"
+        if kind in ("stall", "readonly"):  # the shared slot is taken: fault a replica instead
+            kind = "pause"
+        if kind == "term" and rid != leader:
+            kind = "kill"  # SIGTERM is about a leader with orders in flight
         self.note(
             f"{kind} {fault.mode if kind in ('redis', 'db') else ''} on {rid} "
             f"(leader {leader}) for {fault.duration}s"
@@ -145,6 +197,19 @@ class Nemesis:
 
             self.active[rid] = (due, heal)
             self.injected["kill"] += 1
+        elif kind == "term":
+            # Graceful stop of the leader mid-order: it drains, then releases the lease. The
+            # stop takes a moment; the restart queues behind it on the same spawner thread.
+            SPAWNER.submit(replica.stop)
+
+            def restart() -> None:
+                self.active[rid] = (float("inf"), lambda: None)
+                future = SPAWNER.submit(replica.start)
+                future.add_done_callback(lambda f: self._restarted(replica, f))
+                self.restarts.append(future)
+
+            self.active[rid] = (due, restart)
+            self.injected["term"] += 1
         elif kind == "pause":
             replica.pause()
             self.active[rid] = (due, replica.resume)
@@ -186,11 +251,13 @@ def test_seeded_fault_soak_loses_nothing_and_sends_nothing_twice(
     # The soak is about safety (nothing lost, nothing sent twice), not freshness: a signal that
     # waits out a long stall on a busy machine must still execute, not expire after 30 s.
     patient = {"TRADEGUARD_SIGNAL_TTL_SECONDS": "3600"}
+    patient["TRADEGUARD_BROKER_MAX_IN_FLIGHT_SECONDS"] = str(IN_FLIGHT)
     cluster = make_cluster(
         ledger_url,
         timing=FAST,
-        broker_latency=0.01,
+        broker_latency=0.05,  # an order is in flight half of the time at 10 signals a second
         env={rid: patient for rid in ("r1", "r2", "r3")},
+        broker_knobs=UNKIND,
     ).start()
     cluster.wait_leader(15)
     first_epoch = cluster.epoch()
@@ -228,9 +295,10 @@ def test_seeded_fault_soak_loses_nothing_and_sends_nothing_twice(
         f"{failovers} epochs\n"
         f"signals: published {report.accepted} (+{report.indeterminate} indeterminate), "
         f"executed {report.executed}; lost {len(report.lost)}, unexpected "
-        f"{len(report.unexpected)}, duplicate {len(report.duplicate)}, unrecorded "
-        f"{len(report.unrecorded)}; re-sent after an unknown outcome {len(report.resent)}, "
-        f"duplicate results {len(report.result_duplicates)}"
+        f"{len(report.unexpected)}, duplicate fills {len(report.duplicate)}, unrecorded "
+        f"{len(report.unrecorded)}, wrong positions {len(report.wrong_positions)}; re-sent "
+        f"after an unknown outcome without a fill {len(report.resent)}, duplicate results "
+        f"{len(report.result_duplicates)}"
     )
     assert nemesis.restart_errors == []
     assert done == FAULTS or injecting >= BUDGET
