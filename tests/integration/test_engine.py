@@ -105,7 +105,9 @@ def test_malformed_and_expired_signals_are_dead_lettered_and_engine_goes_on(
         assert pending == 0
 
 
-def engine_process(tmp: Path, redis_url: str, consumer: str, latency: float) -> ManagedProcess:
+def engine_process(
+    tmp: Path, redis_url: str, consumer: str, latency: float, in_flight: float = 5.0
+) -> ManagedProcess:
     port = free_port()
     argv = [
         sys.executable,
@@ -124,7 +126,10 @@ def engine_process(tmp: Path, redis_url: str, consumer: str, latency: float) -> 
         "--broker-book",
         str(tmp / "book.sqlite"),
     ]
-    env = {"TRADEGUARD_RECLAIM_IDLE_SECONDS": "1"}
+    env = {
+        "TRADEGUARD_RECLAIM_IDLE_SECONDS": "1",
+        "TRADEGUARD_BROKER_MAX_IN_FLIGHT_SECONDS": str(in_flight),
+    }
     return ManagedProcess(
         consumer,
         argv,
@@ -137,8 +142,11 @@ def engine_process(tmp: Path, redis_url: str, consumer: str, latency: float) -> 
 def test_consumer_killed_mid_signal_is_reclaimed_and_executed_once(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    """The victim dies with its order at the broker, which executes it 3 s after the send all
+    the same. The rescuer waits out the broker's in-flight time (4 s) before it looks the
+    order up: it finds that fill and records it, and sends nothing."""
     book = SQLiteBook(tmp_path / "book.sqlite")
-    slow = engine_process(tmp_path, redis_server.url, "victim", latency=30).start()
+    slow = engine_process(tmp_path, redis_server.url, "victim", latency=3).start()
     rescuer = None
     try:
         producer = SignalStream(make_client(redis_server.url), Keys())
@@ -149,9 +157,11 @@ def test_consumer_killed_mid_signal_is_reclaimed_and_executed_once(
             lambda: book.attempts().get("kill-me") == 1, 15, "the victim engine to send the order"
         )
         slow.kill()  # SIGKILL while the broker call is in flight
-        assert book.fills() == {}
-        rescuer = engine_process(tmp_path, redis_server.url, "rescuer", latency=0.001).start()
-        wait_until(lambda: "kill-me" in book.fills(), 20, "the rescuer to execute the signal")
+        assert book.fills() == {}  # not executed yet
+        rescuer = engine_process(
+            tmp_path, redis_server.url, "rescuer", latency=0.001, in_flight=4.0
+        ).start()
+        wait_until(lambda: "kill-me" in book.fills(), 20, "the broker to execute the order")
         client = make_client(redis_server.url)
         wait_until(
             lambda: client.xpending(Keys().signals, "engine")["pending"] == 0,
@@ -160,8 +170,9 @@ def test_consumer_killed_mid_signal_is_reclaimed_and_executed_once(
         )
         results = [json.loads(f[RESULT_FIELD]) for _i, f in client.xrange(Keys().results)]
         assert [r["signal_id"] for r in results] == ["kill-me"]
-        assert results[0]["engine"] == "rescuer"
+        assert (results[0]["engine"], results[0]["detail"]) == ("rescuer", "reconciled")
         assert len(book.all_fills()) == 1  # the strict book fills every order it gets
+        assert book.attempts() == {"kill-me": 1}
     finally:
         slow.stop()
         if rescuer is not None:

@@ -126,7 +126,7 @@ def validate_fields(data: dict[str, Any]) -> None:
         ("account", _NAME_PATTERN),
         ("symbol", _NAME_PATTERN),
     ):
-        if not isinstance(data[name], str) or not pattern.match(data[name]):
+        if not isinstance(data[name], str) or not pattern.fullmatch(data[name]):
             raise InvalidSignal("bad_field", f"{name} {data[name]!r} is not a valid identifier")
     if not isinstance(data.get("strategy", ""), str):
         raise InvalidSignal("bad_field", "strategy must be a string")
@@ -157,6 +157,8 @@ def peek_signal_id(fields: dict[bytes, bytes]) -> str | None:
     try:
         data = json.loads(fields.get(SIGNAL_FIELD, b""))
         sid = data.get("signal_id") if isinstance(data, dict) else None
-        return sid if isinstance(sid, str) and len(sid) <= 64 else None
+        # Only an id that is valid (hence plain ASCII): a lone surrogate cannot even be
+        # written to Redis, and the dead-letter record must always be writable.
+        return sid if isinstance(sid, str) and _ID_PATTERN.fullmatch(sid) else None
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None

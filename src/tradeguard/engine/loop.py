@@ -292,9 +292,12 @@ class Engine:
         stay open for their entries (a pending entry finds them done or open as it should)."""
         if boot_clock() < self.fence.term_started() + self._in_flight():
             return
+        # Entries of this term already waiting on their reconciliation settle themselves (the
+        # takeover reclaimed every pending entry): sweeping them too would record twice.
+        waiting = {_peek_id(p.entry) for p in self._parked.values()}
         for signal_id, payload in self.fence.open_intents():
-            if payload is None:
-                continue  # recorded before intents kept their signal: its entry settles it
+            if payload is None or signal_id in waiting:
+                continue  # no signal kept (an older ledger), or its entry settles it
             try:
                 signal = decode_signal({SIGNAL_FIELD: payload}, max(len(payload), 1))
                 fill = self.broker.lookup(signal_id)
@@ -375,7 +378,13 @@ class Engine:
         log.error(
             "entry %s dead-lettered as poison after %d deliveries: %s", entry, deliveries, what
         )
-        self.signals.dead_letter(entry, "poison", f"{what} (after {deliveries} deliveries)")
+        try:
+            self.signals.dead_letter(entry, "poison", f"{what} (after {deliveries} deliveries)")
+        except (*CONNECTION_ERRORS, ResponseError):
+            raise  # Redis, not the entry: the loop backs off and the entry comes back
+        except Exception as again:  # the dead letter itself cannot be written: drop the entry
+            log.error("entry %s cannot even be dead-lettered (%s); acknowledging it", entry, again)
+            self.signals.ack(entry.entry_id)
         self.stats.drop("poison")
 
     def handle(self, entry: Entry) -> None:

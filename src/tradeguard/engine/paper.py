@@ -115,14 +115,15 @@ class MemoryBook:
                     return fill
             return None
 
-    def all_fills(self) -> list[BookFill]:
+    def all_fills(self, executed_before: float = float("inf")) -> list[BookFill]:
+        """Every fill in booking order; with ``executed_before``, those executed by then."""
         with self._lock:
-            return list(self._fills)
+            return [f for f in self._fills if f.executed_at <= executed_before]
 
     def fills(self) -> dict[str, Fill]:
-        """The first fill per client order id."""
+        """The first fill per client order id, of those executed by now."""
         out: dict[str, Fill] = {}
-        for f in self.all_fills():
+        for f in self.all_fills(time.time()):
             out.setdefault(f.client_order_id, f.fill())
         return out
 
@@ -196,14 +197,18 @@ class SQLiteBook:
         )
         return BookFill(*row) if row else None
 
-    def all_fills(self) -> list[BookFill]:
-        rows = self._conn().execute(f"SELECT {self._COLUMNS} FROM fills ORDER BY seq")
+    def all_fills(self, executed_before: float = float("inf")) -> list[BookFill]:
+        """Every fill in booking order; with ``executed_before``, those executed by then."""
+        rows = self._conn().execute(
+            f"SELECT {self._COLUMNS} FROM fills WHERE executed_at <= ? ORDER BY seq",
+            (executed_before,),
+        )
         return [BookFill(*r) for r in rows]
 
     def fills(self) -> dict[str, Fill]:
-        """The first fill per client order id."""
+        """The first fill per client order id, of those executed by now."""
         out: dict[str, Fill] = {}
-        for f in self.all_fills():
+        for f in self.all_fills(time.time()):
             out.setdefault(f.client_order_id, f.fill())
         return out
 
@@ -271,17 +276,22 @@ class PaperBroker:
             if late:
                 self._fill(order, price, time.time() + k.late_fill_delay)
             raise BrokerDisconnected(f"connection lost with order {order.client_order_id} out")
+        # The venue executes on its own clock, whatever the client does meanwhile (a frozen
+        # or killed engine included): the outcome is booked now, dated when it happens.
+        done_at = time.time() + delay
+        if timeout and late and strict:
+            self._fill(order, price, done_at + k.late_fill_delay)
+        fill = None if timeout or reject or fail else self._fill(order, price, done_at)
         if delay:
             time.sleep(delay)
         if timeout:
-            if late and strict:
-                self._fill(order, price, time.time() + k.late_fill_delay)
             raise BrokerTimeout(f"no answer for order {order.client_order_id}")
         if reject:
             raise BrokerRejected(f"order {order.client_order_id} rejected: insufficient margin")
         if fail:
             raise BrokerError(f"order {order.client_order_id} failed: no liquidity")
-        return self._fill(order, price, time.time()).fill()
+        assert fill is not None
+        return fill.fill()
 
     def _fill(self, order: Order, price: float, at: float) -> BookFill:
         fill = BookFill(

@@ -32,8 +32,7 @@ from tradeguard.metrics.http import MetricsServer
 from tradeguard.metrics.process import process_registry
 from tradeguard.store.consistency import ConsistencyChecker
 from tradeguard.store.duck import DuckStore
-from tradeguard.store.persister import GROUP as STORE_GROUP
-from tradeguard.store.persister import ResultPersister
+from tradeguard.store.persister import ResultPersister, store_group
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,9 @@ class EngineService:
         active: Callable[[], bool] | None = None,
     ) -> None:
         """``metrics`` shares a metric set (and its registry) with another part of the process
-        (the HA coordinator); ``active`` gates the DuckDB persister (only the leader writes)."""
+        (the HA coordinator); ``active`` gates the leader-only part of the store (account state
+        snapshots, the Redis-vs-DuckDB check and resync): results are persisted on every
+        replica, each through its own consumer group, so every DuckDB file keeps the history."""
         self.settings = settings
         self.options = options or EngineOptions()
         self.metrics = metrics or Metrics(process_registry())
@@ -116,6 +117,7 @@ class EngineService:
                 self.state,
                 self.metrics,
                 consumer=f"{self.options.consumer}-store",
+                group=store_group(self.options.consumer),  # this replica's own group
                 active=active,
                 checker=ConsistencyChecker(
                     self.state, self.store, self.metrics, settings.state_check_interval_seconds
@@ -123,7 +125,8 @@ class EngineService:
             )
             self.registry.register(DuckDBCollector(self.store))
         sig, res = self.clients[Layer.SIGNAL_STREAM], self.clients[Layer.RESULT_STREAM]
-        results_group = STORE_GROUP if self.options.persist else None
+        # Pending and lag of the result stream as this replica's store reads it.
+        results_group = self.persister.group if self.persister is not None else None
         self.registry.register(
             StreamCollector(
                 [

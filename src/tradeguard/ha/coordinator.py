@@ -1,18 +1,24 @@
-"""The HA loop: one readable state machine over the ledger and the Redis lease.
+"""The HA loop: one explicit state machine over the ledger and the Redis lease.
 
-Every ``renew_interval`` a replica ticks:
+Every ``renew_interval`` a replica ticks, in three steps (see :mod:`tradeguard.ha.decide`):
 
-1. **Ledger.** A leader renews its ledger lease (epoch and token must still be ours, else it
-   demotes). A follower reads the leadership row and, when the lease has expired on the
-   database's clock and its own start-up recovery succeeded, tries the compare-and-swap that
-   makes it leader with the next epoch. Every replica records a heartbeat.
-2. **Redis lease.** The ledger's leader holds the Redis key; if the key names someone else, or
-   vanished (Redis restarted empty), that is split-brain: the ledger wins, the leader takes the
-   key back, a counter and a gauge move. A replica holding the key without the ledger's blessing
-   drops it. Redis unreachable means DB-only mode: same fenced writes, no leadership change.
-3. **Deadline.** A leader may start new work only while its last successful ledger renewal is
-   younger than ``renew_deadline`` (3 s, below the 5 s TTL): a leader cut from the database
-   stops before anyone else can take over, and with no database there is no leader at all.
+1. **Read** the world once into a :class:`Snapshot`. A leader whose term is alive and whose
+   engine is able renews its ledger lease (the renew is its read) and, unless the ledger
+   refused, its Redis key; anyone else reads the leadership row and the key's holder.
+2. **Decide**: :func:`decide` is a pure function of the snapshot: acquire, lead, follow, no
+   leader, demote (deadline passed, or the lease is no longer ours), step down (the engine
+   cannot work), no DB; what to do with the Redis key (reclaim it on split-brain, drop it when
+   we hold it without the ledger); the mode (normal, DB-only, no DB).
+3. **Act** on the decision: try the compare-and-swap that makes us leader with the next epoch,
+   demote, release, claim or drop the Redis key; record a heartbeat; publish figures. A
+   decision that differs from the previous tick's is logged at INFO.
+
+The ledger is the authority: if the Redis key names someone else, or vanished (Redis restarted
+empty), the ledger's leader takes it back and a counter and a gauge move; Redis unreachable
+means DB-only mode, with the same fenced writes and no leadership change. A leader may start new
+work only while its last successful ledger renewal is younger than ``renew_deadline`` (3 s,
+below the 5 s TTL): a leader cut from the database stops before anyone else can take over, and
+with no database there is no leader at all.
 
 The engine asks ``may_execute()`` before each signal; the ledger's epoch check inside every
 fenced write is what makes a stale leader harmless even when this loop is frozen (SIGSTOP).
@@ -26,44 +32,33 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
+from typing import TypeVar
 
 from tradeguard.fencing import boot_clock
+from tradeguard.ha.decide import (
+    Action,
+    Decision,
+    HAConfig,
+    KeyAction,
+    Mode,
+    Role,
+    Snapshot,
+    decide,
+    renews,
+    term_alive,
+)
 from tradeguard.ha.figures import CoordinatorFigures
 from tradeguard.ha.lease import LeaseUnavailable, RedisLease
 from tradeguard.ha.ledger import Ledger, LedgerUnavailable
+from tradeguard.ha.records import Leadership
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.vocabulary import HA_MODES
 
+__all__ = ["Coordinator", "HAConfig", "Mode", "Role"]
+
 log = logging.getLogger(__name__)
 
-
-class Role(StrEnum):
-    FOLLOWER = "follower"
-    LEADER = "leader"
-
-
-class Mode(StrEnum):
-    NORMAL = "normal"  # ledger and Redis both answer
-    DB_ONLY = "db_only"  # Redis unreachable: the ledger alone decides
-    NO_DB = "no_db"  # ledger unreachable: nobody may lead
-
-
-@dataclass
-class HAConfig:
-    replica_id: str
-    ttl: float = 5.0
-    renew_interval: float = 1.0
-    renew_deadline: float = 3.0
-    lease_key: str = "tg:leader"
-
-    def __post_init__(self) -> None:
-        if not 0 < self.renew_interval < self.renew_deadline < self.ttl:
-            raise ValueError(
-                "need 0 < renew_interval < renew_deadline < ttl, got "
-                f"{self.renew_interval} / {self.renew_deadline} / {self.ttl}"
-            )
+T = TypeVar("T")
 
 
 class Coordinator:
@@ -102,6 +97,8 @@ class Coordinator:
         self.split_brain = False
         self._lock = threading.RLock()
         self._terms = 0
+        self._decision: Decision | None = None  # the last tick's, to log only the changes
+        self._sync_seconds = 0.0  # time spent in ledger calls during the current tick
         self._set_mode(Mode.NORMAL)
 
     # ---- what the engine asks -----------------------------------------------------------
@@ -109,7 +106,7 @@ class Coordinator:
         return (
             self.role is Role.LEADER
             and not self.draining
-            and self.clock() - self.last_db_ok < self.config.renew_deadline
+            and term_alive(self.last_db_ok, self.clock(), self.config)
         )
 
     def holds_term(self, margin: float) -> bool:
@@ -119,7 +116,7 @@ class Coordinator:
         now = self.clock()
         return (
             self.role is Role.LEADER
-            and now - self.last_db_ok < self.config.renew_deadline
+            and term_alive(self.last_db_ok, now, self.config)
             and self.last_db_ok + self.config.ttl - now > margin
         )
 
@@ -159,85 +156,150 @@ class Coordinator:
             self.step_down("shutting down")
 
     def tick(self) -> None:
+        """One pass of the state machine: read, decide, act."""
         with self._lock:
-            if self.role is Role.LEADER and not self.may_execute():
-                # Frozen or cut off past the deadline: whatever the ledger says now, our
-                # term is over; a successor may already hold the next epoch.
-                self._demote("renew deadline passed")
-            if self.role is Role.LEADER and not self.able():
-                # Leading without a working engine would leave every signal pending: hand
-                # over now (within one renew interval) instead of renewing a useless lease.
-                self._step_down_locked("the engine cannot work")
-            db_ok = self._ledger_step()
-            redis_ok = self._lease_step(db_ok)
-            if not db_ok:
-                self._set_mode(Mode.NO_DB)
-            else:
-                self._set_mode(Mode.NORMAL if redis_ok else Mode.DB_ONLY)
+            self._sync_seconds = 0.0
+            snapshot = self._read()
+            decision = decide(snapshot, self.config)
+            if decision != self._decision:
+                log.info("%s: %s: %s", self.config.replica_id, decision, decision.why)
+                self._decision = decision
+            self._act(snapshot, decision)
             self._publish()
 
-    def _ledger_step(self) -> bool:
+    def _read(self) -> Snapshot:
         cfg = self.config
-        start = time.perf_counter()
         # The lease runs from the database's NOW() inside the call, which is after this: an
         # interval measured from here never outlives the lease, however slow the call.
-        called_at = self.clock()
+        now = self.clock()
+        able = self.able()
+        renewing = renews(self.role, able, self.last_db_ok, now, cfg)
+        row: Leadership | None = None
+        renewed: bool | None = None
+        ledger_error: str | None = None
         try:
-            if self.role is Role.LEADER:
-                if not self.ledger.renew(cfg.replica_id, self.token, self.epoch, cfg.ttl):
-                    self._demote("ledger lease is no longer ours")
-                else:
-                    self.figures.current_leader_db = cfg.replica_id
-            if self.role is Role.FOLLOWER:
-                record = self.ledger.read()
-                self.figures.current_leader_db = record.holder if not record.expired else None
-                self.epoch = record.epoch
-                if record.expired and self.eligible and self.able():
-                    new_epoch = self.ledger.try_acquire(
-                        cfg.replica_id, self.token, record.epoch, cfg.ttl
-                    )
-                    if new_epoch is not None:
-                        self._promote(new_epoch)
-            self.ledger.heartbeat(cfg.replica_id, self.is_leader, self.epoch, self.mode.value)
+            if renewing:
+                renewed = self._ledger_call(
+                    lambda: self.ledger.renew(cfg.replica_id, self.token, self.epoch, cfg.ttl)
+                )
+            else:
+                row = self._ledger_call(self.ledger.read)
         except LedgerUnavailable as exc:
-            self._sync_done(start, ok=False)
-            log.warning("%s: ledger unavailable: %s", cfg.replica_id, exc)
-            return False
-        self.last_db_ok = called_at
-        self._sync_done(start, ok=True)
-        now = time.time()
-        self.figures.last_heartbeat = now
-        if self.metrics is not None:
-            self.metrics.ha_heartbeat_timestamp.set(now)
-        return True
-
-    def _lease_step(self, db_ok: bool) -> bool:
+            ledger_error = str(exc) or type(exc).__name__
+            log.debug("%s: ledger unavailable: %s", cfg.replica_id, exc)
+        holder: str | None = None
+        redis_renewed: bool | None = None
+        redis_error: str | None = None
         try:
-            if self.role is Role.LEADER:
-                if not self.lease.renew():
-                    holder = self.lease.holder()
-                    # The ledger says we lead, Redis disagrees (another holder, or the key
-                    # vanished because Redis restarted empty): the ledger wins.
-                    self._split_brain(holder)
-                    self.lease.claim()
-                else:
-                    self._clear_split_brain()
-                self.figures.current_leader_redis = self.config.replica_id
+            if renewing and renewed is not False:
+                redis_renewed = self.lease.renew()
+                holder = cfg.replica_id if redis_renewed else self.lease.holder()
             else:
                 holder = self.lease.holder()
-                self.figures.current_leader_redis = holder
-                if holder == self.config.replica_id:
-                    self.lease.release()  # we hold the key without the ledger: give it up
-                mismatch = db_ok and holder is not None and holder != self.figures.current_leader_db
-                self._set_split_brain_gauge(mismatch)
-            return True
         except LeaseUnavailable as exc:
-            log.debug("%s: Redis unavailable: %s", self.config.replica_id, exc)
+            redis_error = str(exc) or type(exc).__name__
+            log.debug("%s: Redis unavailable: %s", cfg.replica_id, exc)
+        return Snapshot(
+            replica=cfg.replica_id,
+            role=self.role,
+            now=now,
+            last_db_ok=self.last_db_ok,
+            epoch=self.epoch,
+            token=self.token,
+            eligible=self.eligible,
+            able=able,
+            row=row,
+            renewed=renewed,
+            ledger_error=ledger_error,
+            redis_holder=holder,
+            redis_renewed=redis_renewed,
+            redis_error=redis_error,
+        )
+
+    def _act(self, s: Snapshot, d: Decision) -> None:
+        cfg = self.config
+        db_ok = s.ledger_ok
+        mode = d.mode
+        self.figures.current_leader_redis = s.redis_holder if s.redis_ok else None
+        if s.renewed is not None:
+            self.figures.current_leader_db = cfg.replica_id if s.renewed else None
+        elif s.row is not None:
+            self.figures.current_leader_db = s.ledger_leader
+
+        # Leadership.
+        if d.action is Action.ACQUIRE and s.row is not None:
+            self.epoch = s.row.epoch
+            seen = s.row.epoch
+            try:
+                new_epoch = self._ledger_call(
+                    lambda: self.ledger.try_acquire(cfg.replica_id, self.token, seen, cfg.ttl)
+                )
+            except LedgerUnavailable as exc:
+                db_ok = False
+                log.warning("%s: ledger unavailable while acquiring: %s", cfg.replica_id, exc)
+            else:
+                if new_epoch is None:
+                    log.info("%s: another replica took epoch %d first", cfg.replica_id, seen + 1)
+                elif not self._promote(new_epoch) and mode is Mode.NORMAL:
+                    mode = Mode.DB_ONLY  # the key could not be claimed: Redis went away
+        elif d.action is Action.STEP_DOWN_ENGINE:
+            # No drain: the engine that would finish the order in flight is what failed. The
+            # successor waits out the broker's in-flight time before it looks orders up.
+            self._step_down_locked(d.why, drain=False)
+        elif d.action in (Action.DEMOTE_DEADLINE, Action.DEMOTE_LOST):
+            self._demote(d.why)  # the ledger lease is not ours to release (any more)
+        if self.role is Role.FOLLOWER and s.row is not None and d.action is not Action.ACQUIRE:
+            self.epoch = s.row.epoch
+
+        # The Redis key.
+        try:
+            if d.key is KeyAction.RECLAIM:
+                self._count_split_brain(s.redis_holder)
+                self.lease.claim()
+                self.figures.current_leader_redis = cfg.replica_id
+            elif d.key is KeyAction.DROP:
+                self.lease.release()
+                self.figures.current_leader_redis = None
+        except LeaseUnavailable as exc:
+            log.debug("%s: Redis unavailable: %s", cfg.replica_id, exc)
             self.figures.current_leader_redis = None
-            return False
+            if mode is Mode.NORMAL:
+                mode = Mode.DB_ONLY
+        if d.split_brain is not None:
+            self._set_split_brain_gauge(d.split_brain)
+
+        # The heartbeat, then the bookkeeping of this tick's ledger calls.
+        if db_ok:
+            try:
+                self._ledger_call(
+                    lambda: self.ledger.heartbeat(
+                        cfg.replica_id, self.is_leader, self.epoch, mode.value
+                    )
+                )
+            except LedgerUnavailable as exc:
+                db_ok = False
+                log.warning("%s: ledger unavailable for the heartbeat: %s", cfg.replica_id, exc)
+        self._sync_done(self._sync_seconds, ok=db_ok)
+        if db_ok:
+            # Only now, after any demotion: may_execute() never sees a fresh last_db_ok
+            # together with a role this tick took away.
+            self.last_db_ok = s.now
+            stamp = time.time()
+            self.figures.last_heartbeat = stamp
+            if self.metrics is not None:
+                self.metrics.ha_heartbeat_timestamp.set(stamp)
+        self._set_mode(mode if db_ok else Mode.NO_DB)
+
+    def _ledger_call(self, call: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self._sync_seconds += time.perf_counter() - start
 
     # ---- transitions ---------------------------------------------------------------------
-    def _promote(self, epoch: int) -> None:
+    def _promote(self, epoch: int) -> bool:
+        """Lead with ``epoch``; False when the Redis key could not be claimed (DB-only)."""
         self.role = Role.LEADER
         self.epoch = epoch
         # After the acquire returned: the previous lease had expired on the database by then,
@@ -252,7 +314,11 @@ class Coordinator:
         try:
             self.lease.claim()
         except LeaseUnavailable:
-            pass  # DB-only mode; the lease step will retry
+            self.figures.current_leader_redis = None
+            return False  # DB-only mode; the next tick's renew fails over to a claim
+        self.figures.current_leader_redis = self.config.replica_id
+        self._set_split_brain_gauge(False)
+        return True
 
     def _demote(self, why: str) -> None:
         if self.role is not Role.LEADER:
@@ -263,7 +329,8 @@ class Coordinator:
             self.metrics.ha_leadership_changes.inc()
         log.warning("%s: stepping down from epoch %d: %s", self.config.replica_id, self.epoch, why)
         with contextlib.suppress(LeaseUnavailable):
-            self.lease.release()
+            if self.lease.release():
+                self.figures.current_leader_redis = None
         self.token = secrets.token_hex(8)  # a new term will need a new token
         self.lease = self._lease_factory(self.token)
 
@@ -273,24 +340,25 @@ class Coordinator:
             self._step_down_locked(why)
             self._publish()
 
-    def _step_down_locked(self, why: str) -> None:
+    def _step_down_locked(self, why: str, drain: bool = True) -> None:
         if self.role is not Role.LEADER:
             return
         try:
-            if self.drain is not None and self.may_execute():
+            if drain and self.drain is not None and self.may_execute():
                 # Stop taking work and let the order in flight finish under our term, then
                 # hand over: the successor finds it done instead of waiting out its outcome.
                 self.draining = True
                 self.drain(self.config.renew_deadline)
             try:
-                self.ledger.release(self.config.replica_id, self.token, self.epoch)
+                if self.ledger.release(self.config.replica_id, self.token, self.epoch):
+                    self.figures.current_leader_db = None
             except LedgerUnavailable:
                 pass  # the lease will expire on its own
             self._demote(why)
         finally:
             self.draining = False
 
-    def _split_brain(self, other: str | None) -> None:
+    def _count_split_brain(self, other: str | None) -> None:
         if self.metrics is not None:
             self.metrics.ha_split_brain_detected.inc()
         log.warning(
@@ -300,10 +368,6 @@ class Coordinator:
             other,
             self.epoch,
         )
-        self._set_split_brain_gauge(True)
-
-    def _clear_split_brain(self) -> None:
-        self._set_split_brain_gauge(False)
 
     def _set_split_brain_gauge(self, value: bool) -> None:
         self.split_brain = value
@@ -318,8 +382,7 @@ class Coordinator:
                 self.metrics.ha_mode.labels(choice).set(1 if choice == mode.value else 0)
             self.metrics.ha_fallback_mode.set(1 if mode is Mode.DB_ONLY else 0)
 
-    def _sync_done(self, start: float, ok: bool) -> None:
-        seconds = time.perf_counter() - start
+    def _sync_done(self, seconds: float, ok: bool) -> None:
         self.figures.record_sync(seconds, ok)
         if self.metrics is not None:
             self.metrics.ha_db_sync.labels("success" if ok else "failure").inc()

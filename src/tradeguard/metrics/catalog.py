@@ -194,7 +194,8 @@ class Metrics:
         )
         self.result_processing_duration = Histogram(
             "tradeguard_result_processing_duration_seconds",
-            "Time from a result entering the stream to its being persisted in DuckDB.",
+            "Time from a result entering the stream to its being persisted in this replica's "
+            "DuckDB (results already on the stream when the persister started are not timed).",
             buckets=SIGNAL_BUCKETS,
             registry=r,
         )

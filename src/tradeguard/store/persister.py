@@ -1,7 +1,25 @@
 """Moves results from the result stream into DuckDB, and snapshots account state.
 
-It reads the result stream through its own consumer group, so a DuckDB outage only delays
-persistence: entries stay pending (and are counted as sync failures) until a write succeeds.
+Every replica keeps the whole trade history: each persister reads the result stream through a
+consumer group of its own, ``store:<consumer>`` (``store_group``; the consumer is the replica id
+under HA, a configured and finite name), so every replica's DuckDB file receives every result,
+whoever executed it, and a failover loses none of the history. A group is created at the start
+of the stream (``id="0"``): a replica starting for the first time back-fills whatever the
+stream still holds; one restarting under the same id finds its group where it left it and
+re-reads its own pending entries first. Results are keyed by signal id and the first stored
+wins (``DuckStore.insert_results``); every group reads the stream in the same order, so a
+result re-emitted for the same signal (an engine repeating a recorded result after a crash, a
+stale leader's) is one row with the same content in every replica's file.
+
+Only the leader (``active``) snapshots account state and compares it with Redis (and carries
+out a resync): those read and repair the shared Redis trade state, which one writer must own.
+
+The group all replicas shared before (``LEGACY_GROUP``, ``store``) is no longer read: nothing
+adds to its pending list any more and no tradeguard metric reads it. It is left in place
+(a replica destroys no group); an operator may drop it with ``XGROUP DESTROY tg:results store``.
+
+A DuckDB outage only delays persistence: entries stay pending (and are counted as sync
+failures) until a write succeeds.
 
 Only delays it up to a point: the stream is capped (``MAXLEN ~ 10000``), so an outage long
 enough lets the engine's appends trim results the store never persisted. Those are counted in
@@ -9,7 +27,8 @@ enough lets the engine's appends trim results the store never persisted. Those a
 ways it can happen: trimmed while pending here (a re-read returns the entry id with no fields),
 and trimmed before this group was ever given them (Redis 7 counts every entry added to the
 stream and every entry read by the group; once the group has caught up, their difference is
-what it will never read, and it can only grow by trimming).
+what it will never read, and it can only grow by trimming). Each replica counts what its own
+group lost, that is what is missing from its own DuckDB file.
 """
 
 from __future__ import annotations
@@ -17,6 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from redis.exceptions import ResponseError
@@ -29,12 +49,32 @@ from tradeguard.store.consistency import ConsistencyChecker
 from tradeguard.store.duck import DuckStore, StoreError
 
 log = logging.getLogger(__name__)
-GROUP = "store"
+GROUP_PREFIX = "store"
+LEGACY_GROUP = "store"  # the one group all replicas shared before; no longer read
 SKIP_CHECK_INTERVAL = 1.0  # seconds between two checks for results trimmed before being read
+# Signal ids this process stored lately, so a re-emitted result is not counted twice. Twice the
+# stream's default cap: a re-emission follows its original while both are still in the stream.
+RECENT_IDS = 20_000
+
+
+def store_group(consumer: str) -> str:
+    """The result-stream consumer group of the replica (engine consumer) ``consumer``."""
+    return f"{GROUP_PREFIX}:{consumer}"
+
+
+def _entry_key(entry_id: bytes | str) -> tuple[int, int]:
+    text = as_text(entry_id)
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class ResultPersister:
-    """One loop: read a batch of results, insert it, acknowledge it."""
+    """One loop: read a batch of results, insert it, acknowledge it.
+
+    ``group`` defaults to ``store_group(consumer)``; the engine service passes the group of its
+    replica id (the reading consumer in it is ``<id>-store``). ``active`` gates only the
+    leader's work on the trade state (snapshots, check, resync), never the results.
+    """
 
     def __init__(
         self,
@@ -46,16 +86,22 @@ class ResultPersister:
         snapshot_interval: float = 1.0,
         active: Callable[[], bool] | None = None,
         checker: ConsistencyChecker | None = None,
+        group: str | None = None,
     ) -> None:
         self.results = results
         self.store = store
         self.state = state
         self.metrics = metrics
         self.consumer = consumer
+        self.group = group or store_group(consumer)
         self.snapshot_interval = snapshot_interval
         self.active = active or (lambda: True)
         self.checker = checker  # compares the snapshots with Redis, on the writer only
-        self.persisted = 0
+        self.persisted = 0  # distinct results this process stored
+        self._recent: OrderedDict[str, None] = OrderedDict()  # their signal ids, the newest
+        # Entries up to this id were in the stream before this process first read it: their
+        # delay is the time the replica was down (or had not started), not processing latency.
+        self._backfill_until: tuple[int, int] | None = None
         self._dirty_accounts: set[str] = set()
         self._pending_first = True  # re-read our own pending entries after a restart/failure
         self._last_snapshot = 0.0
@@ -68,20 +114,23 @@ class ResultPersister:
         return self._never_read is not None
 
     def ensure_group(self) -> None:
+        """Create this replica's group at the stream's start (back-fill), unless it exists."""
+        key = self.results.keys.results
         try:
-            self.results.redis.xgroup_create(
-                self.results.keys.results, GROUP, id="0", mkstream=True
-            )
+            self.results.redis.xgroup_create(key, self.group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        if self._backfill_until is None:
+            stream = self.results.redis.xinfo_stream(key)
+            self._backfill_until = _entry_key(stream.get("last-generated-id") or "0-0")
 
     def step(self, block_ms: int = 100, count: int = 500) -> int:
         """Persist one batch; return how many results it stored."""
         start_id = "0" if self._pending_first else ">"
         try:
             reply = self.results.redis.xreadgroup(
-                GROUP,
+                self.group,
                 self.consumer,
                 {self.results.keys.results: start_id},
                 count=count,
@@ -100,11 +149,24 @@ class ResultPersister:
             self._count_skipped()  # caught up: everything added so far was read or trimmed
         gone = [eid for eid, fields in entries if not fields]
         if gone:  # pending entries trimmed before they were persisted: ack once, count once
-            self.results.redis.xack(self.results.keys.results, GROUP, *gone)
+            self.results.redis.xack(self.results.keys.results, self.group, *gone)
             self._count_dropped(len(gone), "while pending")
             entries = [(eid, fields) for eid, fields in entries if fields]
-        batch = [TradeResult.from_json(f[RESULT_FIELD]) for _id, f in entries]
         ids = [eid for eid, _f in entries]
+        # One result per signal id, the first in stream order (what DuckDB keeps, too); a
+        # signal id this process stored already is a re-emission: stored again (a no-op), acked,
+        # not counted twice.
+        batch: list[TradeResult] = []
+        fresh: list[tuple[bytes, TradeResult]] = []
+        seen: set[str] = set()
+        for eid, fields in entries:
+            r = TradeResult.from_json(fields[RESULT_FIELD])
+            if r.signal_id in seen:
+                continue
+            seen.add(r.signal_id)
+            batch.append(r)
+            if r.signal_id not in self._recent:
+                fresh.append((eid, r))
         try:
             self.store.insert_results(batch)
         except StoreError as exc:
@@ -114,16 +176,29 @@ class ResultPersister:
             self._pending_first = True
             time.sleep(0.2)
             return 0
-        if ids:
-            self.results.redis.xack(self.results.keys.results, GROUP, *ids)
         now = time.time()
-        if self.metrics is not None:
-            for r in batch:
+        for eid, r in fresh:  # stored: counted now, so a failed ack's re-read is not news
+            self._remember(r.signal_id)
+            if self.metrics is not None and not self._backfilled(eid):
                 self.metrics.result_processing_duration.observe(max(0.0, now - r.executed_at))
-        self._dirty_accounts.update(r.account for r in batch if r.status == "filled")
-        self.persisted += len(batch)
-        self._snapshot_state(now)
-        return len(batch)
+        self._dirty_accounts.update(r.account for _eid, r in fresh if r.status == "filled")
+        self.persisted += len(fresh)
+        if ids:
+            self.results.redis.xack(self.results.keys.results, self.group, *ids)
+        # Followers keep their dirty accounts (a finite set) for their first term's snapshot.
+        if self.active():
+            self._snapshot_state(now)
+        return len(fresh)
+
+    def _remember(self, signal_id: str) -> None:
+        self._recent[signal_id] = None
+        if len(self._recent) > RECENT_IDS:
+            self._recent.popitem(last=False)
+
+    def _backfilled(self, entry_id: bytes) -> bool:
+        """Whether the entry was in the stream before this process first read it."""
+        until = self._backfill_until
+        return until is not None and _entry_key(entry_id) <= until
 
     def _count_skipped(self) -> None:
         """Count results trimmed before this group read them (Redis 7's stream counters).
@@ -146,7 +221,7 @@ class ResultPersister:
         except ResponseError as exc:  # the stream vanished (a Redis restarted empty): next time
             log.warning("cannot read the result stream's counters: %s", exc)
             return
-        group = next((g for g in groups if as_text(g.get("name")) == GROUP), None)
+        group = next((g for g in groups if as_text(g.get("name")) == self.group), None)
         if group is None or group.get("entries-read") is None:
             return  # Redis < 7, or a group whose read counter Redis cannot know
         if as_text(stream.get("last-generated-id")) != as_text(group.get("last-delivered-id")):
@@ -178,17 +253,10 @@ class ResultPersister:
         backoff = 0.05
         self.ensure_group_safely(stop)
         while not stop.is_set():
-            if not self.active():
-                self._pending_first = True
-                # Whoever writes meanwhile counts what is trimmed; a new term takes a new
-                # baseline instead of counting the same losses again.
-                self._never_read = None
-                stop.wait(0.1)
-                continue
             try:
-                self.step()
-                if self.checker is not None:
-                    self.checker.maybe_check()
+                self.step()  # every replica, leader or not: its DuckDB keeps every result
+                if self.checker is not None and self.active():
+                    self.checker.maybe_check()  # the shared Redis state: the leader's only
                 backoff = 0.05
             except (*CONNECTION_ERRORS, ResponseError) as exc:
                 # Unreachable, or refusing (READONLY after a failover, OOM, MISCONF, a

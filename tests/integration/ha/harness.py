@@ -144,8 +144,16 @@ class Replica:
         broker_latency: float,
         env: dict[str, str] | None = None,
         broker_knobs: dict[str, float] | None = None,
+        persist: bool = False,
     ) -> None:
+        """``persist`` runs the replica's DuckDB store (``duckdb_path``); by default it runs
+        with ``--no-persist``, as the suite's tests about execution need no store."""
         self.id = replica_id
+        # `tradeguard coordinator` names the file after the replica, next to TRADEGUARD_DUCKDB_PATH.
+        self.duckdb_path: Path | None = workdir / replica_id / f"{replica_id}.duckdb"
+        store_env = {"TRADEGUARD_DUCKDB_PATH": str(workdir / replica_id / "tradeguard.duckdb")}
+        if not persist:
+            self.duckdb_path, store_env = None, {}
         self.port = free_port()
         self.redis_proxy = TcpProxy(redis_port, name=f"{replica_id}-redis").start()
         self.db_proxy: TcpProxy | None = None
@@ -163,7 +171,7 @@ class Replica:
             *("--metrics-port", str(self.port)),
             *("--broker-book", str(book)),
             *("--broker-latency", str(broker_latency)),
-            "--no-persist",
+            *(() if persist else ("--no-persist",)),
             *timing.args(),
             *(a for k, v in (broker_knobs or {}).items() for a in ("--broker-knob", f"{k}={v}")),
         ]
@@ -175,6 +183,7 @@ class Replica:
             env={
                 **os.environ,
                 "TRADEGUARD_RECLAIM_IDLE_SECONDS": "1",
+                **store_env,
                 **timing.env(),
                 **(env or {}),
             },
@@ -286,8 +295,10 @@ class Cluster:
         broker_latency: float = 0.002,
         env: dict[str, dict[str, str]] | None = None,
         broker_knobs: dict[str, float] | None = None,
+        persist: bool = False,
     ) -> None:
-        """``broker_knobs`` go to every replica's paper broker (strict unless ``forgiving``)."""
+        """``broker_knobs`` go to every replica's paper broker (strict unless ``forgiving``);
+        ``persist`` gives each replica its DuckDB store, a file of its own under ``workdir``."""
         self.workdir = workdir
         self.redis = redis
         self.ledger_url = ledger_url
@@ -307,6 +318,7 @@ class Cluster:
                 broker_latency,
                 (env or {}).get(rid),
                 broker_knobs,
+                persist,
             )
         self.ledger: Ledger = open_ledger(ledger_url, timeout=5.0)  # the test's own, direct path
         self.redis_client = make_client(redis.url, socket_timeout=2.0)
@@ -363,9 +375,10 @@ class Cluster:
         return sqlite3.connect(self.book_path, timeout=30)
 
     def fills(self) -> dict[str, float]:
-        """Signal id -> when the broker first executed it."""
+        """Signal id -> when the broker first executed it (of the fills executed by now: the
+        book holds an order's fill from the send on, dated when the venue executes it)."""
         out: dict[str, float] = {}
-        for fill in self.book_fills():
+        for fill in SQLiteBook(self.book_path).all_fills(time.time()):
             out.setdefault(fill.client_order_id, fill.executed_at)
         return out
 
@@ -575,11 +588,14 @@ class JepsenReport:
 
 
 def position_mismatches(
-    ledger: Ledger, fills: Iterable[BookFill]
+    ledger: Ledger,
+    fills: Iterable[BookFill],
+    opening: dict[tuple[str, str], float] | None = None,
 ) -> dict[tuple[str, str], tuple[float, float]]:
     """(account, symbol) -> (ledger volume, broker volume) wherever they differ: the ledger's
-    positions must be exactly what the broker's fills add up to."""
-    broker: dict[tuple[str, str], float] = {}
+    positions must be exactly what the broker's fills add up to, from the ``opening``
+    positions a test put in the ledger itself."""
+    broker: dict[tuple[str, str], float] = dict(opening or {})
     for f in fills:
         key = (f.account, f.symbol)
         broker[key] = position_after(broker.get(key, 0.0), f.side, f.volume)
@@ -591,7 +607,12 @@ def position_mismatches(
     }
 
 
-def jepsen_check(cluster: Cluster, publisher: Publisher, timeout: float = 60.0) -> JepsenReport:
+def jepsen_check(
+    cluster: Cluster,
+    publisher: Publisher,
+    timeout: float = 60.0,
+    opening: dict[tuple[str, str], float] | None = None,
+) -> JepsenReport:
     """Stop publishing, let the cluster catch up, then read everything and compare.
 
     The wait ends when every accepted signal is executed and recorded, or after ``timeout``
@@ -643,5 +664,5 @@ def jepsen_check(cluster: Cluster, publisher: Publisher, timeout: float = 60.0) 
         unrecorded=(executed - done) | (executed - set(results)),
         result_duplicates={sid for sid, n in results.items() if n > 1},
         dropped={sid: dead[sid] for sid in lost if sid in dead},
-        wrong_positions=position_mismatches(cluster.ledger, book),
+        wrong_positions=position_mismatches(cluster.ledger, book, opening),
     )
