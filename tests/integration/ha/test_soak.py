@@ -15,7 +15,8 @@ and the ledger's positions equal to what the broker's fills add up to.
 Reproducible: the schedule (kind, target rule, duration, gap) comes from the seed only; which
 replica "the leader" is, is resolved when the fault fires. Bounded: it stops injecting at the
 fault count or the time budget, whichever comes first (the defaults fit the suite's budget on
-two cores; ``TRADEGUARD_SOAK_FAULTS=200 TRADEGUARD_SOAK_SECONDS=180`` is the long run). About
+two cores; ``TRADEGUARD_SOAK_FAULTS=300 TRADEGUARD_SOAK_SECONDS=330`` with pytest's
+``--timeout 1200`` (the suite's 300 s per test is too short for it) is the long run). About
 mechanics, so the timing is lowered (TTL 2 s, renew 0.25 s, deadline 1 s).
 """
 
