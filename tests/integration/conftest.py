@@ -6,6 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 from http_sink import Sink
+from responder_harness import (  # noqa: F401  (fixtures, registered by being imported here)
+    _no_responder_environment,
+    history_url,
+    postgres,
+    start_responder,
+)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,19 +21,26 @@ class Captured:
 
 
 class Sink:
-    """Records every POST; answers ``status`` (200 unless the test changes it)."""
+    """Records every POST; answers ``status`` (200 unless the test changes it), or first the
+    scripted ``(status, headers)`` answers of ``script``, one per request."""
 
     def __init__(self) -> None:
         self.requests: list[Captured] = []
         self.status = 200
+        self.script: list[tuple[int, dict[str, str]]] = []
+        self.answered: list[tuple[float, int]] = []  # (monotonic time, status) per request
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 sink.requests.append(Captured(self.path, dict(self.headers), json.loads(raw)))
-                self.send_response(sink.status)
+                status, headers = sink.script.pop(0) if sink.script else (sink.status, {})
+                sink.answered.append((time.monotonic(), status))
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(b"{}")
 

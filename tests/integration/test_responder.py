@@ -8,216 +8,41 @@ code under test.
 from __future__ import annotations
 
 import io
-import json
-import os
-import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from http_sink import Sink
+from responder_harness import (
+    FINGERPRINT,
+    TOKEN,
+    Responder,
+    StartResponder,
+    alert,
+    body,
+    payload,
+)
 from rich.console import Console
 from typer.testing import CliRunner
 
 from tradeguard.errors import ConfigError, ServiceError
 from tradeguard.process import wait_until
 from tradeguard.process.ports import free_port
-from tradeguard.process.services import PostgresServer, require_binary
+from tradeguard.process.services import require_binary
 from tradeguard.responder.auth import AuthConfigError
-from tradeguard.responder.channels import Channel, ConsoleChannel, JsonlChannel
+from tradeguard.responder.channels import ConsoleChannel, JsonlChannel
 from tradeguard.responder.cli import alerts_app
 from tradeguard.responder.service import (
     ResponderServer,
     ResponderSettings,
     load_responder_settings,
 )
-
-TOKEN = "responder-test-token-6f1c"
-FINGERPRINT = "a1b2c3d4e5f60718"
-STARTS_AT = "2024-05-01T10:00:00.123456789Z"
-
-
-# ---- payloads -------------------------------------------------------------------------------
-def alert(status: str = "firing", **overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "status": status,
-        "labels": {
-            "alertname": "RedisTradeStateLatencyHigh",
-            "severity": "critical",
-            "component": "redis_trade_state",
-            "instance": "127.0.0.1:6379",
-        },
-        "annotations": {
-            "summary": "Trade-state Redis reads are slow.",
-            "description": "p99 read latency is 12ms (threshold 5ms).",
-            "runbook_url": "docs/runbooks/RedisTradeStateLatencyHigh.md",
-        },
-        "startsAt": STARTS_AT,
-        "endsAt": "2024-05-01T10:03:30Z" if status == "resolved" else "0001-01-01T00:00:00Z",
-        "generatorURL": "http://127.0.0.1:9090/graph",
-        "fingerprint": FINGERPRINT,
-    }
-    base.update(overrides)
-    return base
-
-
-def payload(*alerts: dict[str, Any], receiver: str = "chat-critical") -> dict[str, Any]:
-    items = list(alerts) or [alert()]
-    return {
-        "version": "4",
-        "groupKey": '{}:{alertname="RedisTradeStateLatencyHigh"}',
-        "truncatedAlerts": 0,
-        "status": "firing" if any(a["status"] == "firing" for a in items) else "resolved",
-        "receiver": receiver,
-        "groupLabels": {"alertname": "RedisTradeStateLatencyHigh"},
-        "commonLabels": {"alertname": "RedisTradeStateLatencyHigh", "severity": "critical"},
-        "commonAnnotations": {},
-        "externalURL": "http://127.0.0.1:9093",
-        "alerts": items,
-    }
-
-
-def body(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc).encode()
-
-
-# ---- services -------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def _no_responder_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings come from the tests alone, whatever TRADEGUARD_RESPONDER_* the shell has."""
-    for name in list(os.environ):
-        if name.startswith("TRADEGUARD_RESPONDER_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """One PostgreSQL for the module; each test gets its own database in it."""
-    server = PostgresServer(tmp_path_factory.mktemp("pg")).start()
-    try:
-        # The harness's health check is "port open", which happens before PostgreSQL accepts
-        # connections ("the database system is starting up"); wait for a real query.
-        wait_until(lambda: _answers(server.url), 30, "PostgreSQL to accept connections")
-        yield server
-    finally:
-        server.stop()
-        if server.workdir.name.startswith("tradeguard-pg-"):  # root: a private temp dir
-            shutil.rmtree(server.workdir, ignore_errors=True)
-
-
-def _answers(url: str) -> bool:
-    with psycopg.connect(url, connect_timeout=2) as conn:
-        return conn.execute("SELECT 1").fetchone() == (1,)
-
-
-def fresh_database(server: PostgresServer) -> str:
-    name = f"responder_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
-    return server.url.rsplit("/", 1)[0] + "/" + name
-
-
-def stored_count(history_url: str) -> int:
-    """Rows in alert_events, read straight from the database."""
-    if history_url.startswith("sqlite:///"):
-        path = history_url.removeprefix("sqlite:///")
-        if not Path(path).exists():
-            return 0
-        with sqlite3.connect(path) as conn:
-            return int(conn.execute("SELECT count(*) FROM alert_events").fetchone()[0])
-    with psycopg.connect(history_url) as conn:
-        row = conn.execute("SELECT count(*) FROM alert_events").fetchone()
-        assert row is not None
-        return int(row[0])
-
-
-@dataclass
-class Responder:
-    server: ResponderServer
-    history_url: str
-    jsonl: Path
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def post(
-        self,
-        content: bytes | Iterator[bytes],
-        token: str | None = TOKEN,
-        content_type: str = "application/json",
-        **headers: str,
-    ) -> httpx.Response:
-        hdrs = {"Content-Type": content_type, **headers}
-        if token is not None:
-            hdrs["Authorization"] = f"Bearer {token}"
-        return httpx.post(self.server.webhook_url, content=content, headers=hdrs, timeout=10)
-
-    def get(self, path: str, token: str | None = TOKEN, **params: Any) -> httpx.Response:
-        hdrs = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.get(self.url + path, headers=hdrs, params=params, timeout=10)
-
-    def notifications(self) -> list[dict[str, Any]]:
-        if not self.jsonl.exists():
-            return []
-        return [json.loads(line) for line in self.jsonl.read_text().splitlines()]
-
-    def stored(self) -> int:
-        return stored_count(self.history_url)
-
-    def counter(self, name: str, **labels: str) -> float:
-        value = self.server.metrics.registry.get_sample_value(name, labels)
-        return value if value is not None else 0.0
-
-
-StartResponder = Callable[..., Responder]
-
-
-@pytest.fixture
-def start_responder(tmp_path: Path) -> Iterator[StartResponder]:
-    """Starts responders (token auth, JSONL channel) and stops them all at the end."""
-    started: list[ResponderServer] = []
-
-    def start(
-        history_url: str | None = None,
-        channels: list[Channel] | None = None,
-        **settings: Any,
-    ) -> Responder:
-        url = history_url or f"sqlite:///{tmp_path / 'history.sqlite3'}"
-        jsonl = tmp_path / "notifications.jsonl"
-        values: dict[str, Any] = {
-            "port": 0,
-            "token": TOKEN,
-            "history_url": url,
-            "jsonl_path": jsonl,
-            "console": False,
-        }
-        values.update(settings)
-        config = ResponderSettings(**values)
-        server = ResponderServer(config, channels=channels).start()
-        started.append(server)
-        return Responder(server, url, jsonl)
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'history.sqlite3'}"
-    return fresh_database(request.getfixturevalue("postgres"))
 
 
 # ---- storage, idempotency, notifications (both backends) ---------------------------------------
@@ -235,7 +60,7 @@ def test_firing_duplicate_resolved(start_responder: StartResponder, history_url:
     assert shown["starts_at"] == "2024-05-01T10:00:00.123456Z"
     assert shown["severity"] == "critical" and shown["instance"] == "127.0.0.1:6379"
     assert shown["labels"]["component"] == "redis_trade_state"
-    (note,) = r.notifications()
+    (note,) = r.wait_notified(1)
     assert note["status"] == "firing" and note["severity"] == "critical"
     assert note["summary"] == "Trade-state Redis reads are slow."
 
@@ -244,13 +69,14 @@ def test_firing_duplicate_resolved(start_responder: StartResponder, history_url:
     assert again.status_code == 200
     assert again.json() == {"accepted": 0, "duplicates": 1}
     assert r.stored() == 1
+    r.settle()
     assert len(r.notifications()) == 1
 
     resolved = r.post(body(payload(alert("resolved"))))
     assert resolved.json() == {"accepted": 1, "duplicates": 0}
     assert r.get("/api/alerts/firing").json() == {"count": 0, "alerts": []}
     assert r.stored() == 2
-    notes = r.notifications()
+    notes = r.wait_notified(2)
     assert [n["status"] for n in notes] == ["firing", "resolved"]
     recovered = notes[1]["recovered"]
     assert "RedisTradeStateLatencyHigh on 127.0.0.1:6379 recovered after 3m29s" in recovered
@@ -258,6 +84,7 @@ def test_firing_duplicate_resolved(start_responder: StartResponder, history_url:
     assert "Trade-state Redis reads are slow." in recovered
 
     assert r.post(body(payload(alert("resolved")))).json() == {"accepted": 0, "duplicates": 1}
+    r.settle()
     assert len(r.notifications()) == 2
 
     history = r.get("/api/alerts/history").json()["alerts"]
@@ -290,6 +117,8 @@ def test_concurrent_replicas_store_and_notify_once(
     assert sum(x["accepted"] for x in results) == 1
     assert sum(x["duplicates"] for x in results) == 7
     assert r.stored() == 1
+    r.wait_notified(1)
+    r.settle()
     assert len(r.notifications()) == 1
 
 
@@ -411,7 +240,8 @@ def test_history_api_limits_filters_and_needs_credentials(start_responder: Start
     missing = r.get("/nope")
     assert missing.status_code == 404 and "error" in missing.json()
     assert httpx.get(r.server.webhook_url).status_code == 405
-    assert r.get("/healthz", token=None).json() == {"status": "ok"}
+    health = r.get("/healthz", token=None).json()
+    assert health["status"] == "ok" and health["outbox"] == {"pending": 0, "held": 0, "dead": 0}
 
 
 def test_metrics_page_is_valid_and_counts(start_responder: StartResponder) -> None:
@@ -453,6 +283,8 @@ def test_console_channel_prints_one_line_per_event(
     r = start_responder(channels=[console, JsonlChannel(tmp_path / "notifications.jsonl")])
     r.post(body(payload(alert(annotations={"summary": "slow [p99] reads"}))))
     r.post(body(payload(alert("resolved"))))
+    wait_until(lambda: len(out.getvalue().splitlines()) >= 2, 10, "two console lines")
+    r.settle()
     lines = out.getvalue().splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("FIRING") and "critical" in lines[0]
@@ -467,11 +299,30 @@ def test_a_failing_channel_does_not_block_the_others(
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where a directory should be")
     good = JsonlChannel(tmp_path / "notifications.jsonl")
-    r = start_responder(channels=[JsonlChannel(blocked / "out.jsonl"), good])
+    r = start_responder(channels=[JsonlChannel(blocked / "out.jsonl", name="broken"), good])
     assert r.post(body(payload())).json() == {"accepted": 1, "duplicates": 0}
-    assert len(r.notifications()) == 1
-    assert r.counter("tradeguard_responder_notifications_total", status="failed") == 1
+    assert len(r.wait_notified(1)) == 1
+    failed = {"channel": "broken", "outcome": "failed"}
+    wait_until(
+        lambda: r.counter("tradeguard_responder_delivery_attempts_total", **failed) >= 2,
+        10,
+        "the broken channel to be retried",
+    )
     assert r.counter("tradeguard_responder_notifications_total", status="sent") == 1
+    (waiting,) = r.get("/api/notifications", state="pending").json()["notifications"]
+    assert waiting["channel"] == "broken" and waiting["attempts"] >= 1
+    assert "not-a-dir" in waiting["last_error"]
+    # Nothing is given up before the deadline: the failing one waits, retried with backoff.
+    assert r.counter("tradeguard_responder_notifications_total", status="failed") == 0
+
+
+def test_channels_with_one_name_are_refused(
+    start_responder: StartResponder, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="share the name jsonl"):
+        start_responder(
+            channels=[JsonlChannel(tmp_path / "a.jsonl"), JsonlChannel(tmp_path / "b.jsonl")]
+        )
 
 
 # ---- start-up, auth modes, restarts ---------------------------------------------------------
@@ -618,6 +469,8 @@ def test_a_burst_is_throttled_per_category_and_what_is_held_is_reported_not_lost
     assert r.post(body(payload(*redis, docker))).status_code == 200
 
     assert r.stored() == 8  # every event is in history, held or not
+    r.wait_notified(6)
+    r.settle(held=2)
     sent = r.notifications()
     assert [n["alertname"] for n in sent if n["component"] == "redis_trade_state"] == [
         f"RedisAlert{i}"
@@ -640,7 +493,8 @@ def test_throttling_can_be_turned_off(start_responder: StartResponder) -> None:
     r = start_responder(throttle_per_minute={})
     redis = [burst_alert(i, "redis_trade_state", f"RedisAlert{i}") for i in range(7)]
     assert r.post(body(payload(*redis))).status_code == 200
-    assert len(r.notifications()) == 7
+    assert len(r.wait_notified(7)) == 7
+    r.settle()
     assert r.counter("tradeguard_responder_notifications_total", status="throttled") == 0
 
 
@@ -663,6 +517,7 @@ def test_apprise_urls_get_firing_and_resolved_notices(
     r = start_responder(apprise_urls_file=urls)
     assert r.post(body(payload(alert()))).status_code == 200
     assert r.post(body(payload(alert("resolved")))).status_code == 200
+    wait_until(lambda: len(sink.posted_to("/chat")) >= 2, 10, "two posts to the chat sink")
     firing, resolved = (c.body for c in sink.posted_to("/chat"))
     assert firing["type"] == "failure"  # critical
     assert firing["title"].startswith("FIRING [critical] RedisTradeStateLatencyHigh")
@@ -671,18 +526,28 @@ def test_apprise_urls_get_firing_and_resolved_notices(
     assert resolved["type"] == "success"
     assert resolved["title"].startswith("RESOLVED [critical] RedisTradeStateLatencyHigh")
     assert "back within threshold (5ms)" in resolved["message"]
+    r.settle()
     assert r.counter("tradeguard_responder_notifications_total", status="sent") == 4  # 2 x 2
 
 
-def test_an_apprise_target_that_fails_is_counted_and_the_others_still_get_it(
+def test_an_apprise_target_that_fails_is_retried_and_the_others_still_get_it(
     start_responder: StartResponder, sink: Sink, tmp_path: Path
 ) -> None:
     sink.status = 500
     r = start_responder(apprise_urls_file=apprise_urls(tmp_path, f"json://127.0.0.1:{sink.port}/x"))
-    assert r.post(body(payload(alert()))).status_code == 200  # stored; delivery is not retried
-    assert len(sink.posted_to("/x")) == 1
-    assert r.counter("tradeguard_responder_notifications_total", status="failed") == 1
-    assert [n["alertname"] for n in r.notifications()] == ["RedisTradeStateLatencyHigh"]
+    assert r.post(body(payload(alert()))).status_code == 200
+    assert [n["alertname"] for n in r.wait_notified(1)] == ["RedisTradeStateLatencyHigh"]
+    wait_until(lambda: len(sink.posted_to("/x")) >= 2, 10, "apprise to be retried")
+    failed = {"channel": "apprise", "outcome": "failed"}
+    assert r.counter("tradeguard_responder_delivery_attempts_total", **failed) >= 2
+    sink.status = 200
+    wait_until(
+        lambda: r.counter("tradeguard_responder_notifications_total", status="sent") == 2,
+        15,
+        "the retry to get through once the target answers 200",
+    )
+    r.settle()
+    assert r.counter("tradeguard_responder_notifications_total", status="failed") == 0
 
 
 def test_a_bad_apprise_url_is_refused_at_start_without_showing_it(
@@ -709,7 +574,8 @@ def test_pagerduty_pages_a_critical_and_resolves_the_same_incident(
     )
     assert r.post(body(payload(alert(), warning))).status_code == 200
     assert r.post(body(payload(alert("resolved")))).status_code == 200
-
+    wait_until(lambda: len(sink.posted_to("/v2/enqueue")) >= 2, 10, "a trigger and a resolve")
+    r.settle()
     trigger, resolve = (c.body for c in sink.posted_to("/v2/enqueue"))  # the warning: no page
     assert trigger["routing_key"] == "R0UT1NGKEY" and trigger["event_action"] == "trigger"
     assert trigger["dedup_key"] == FINGERPRINT
@@ -725,15 +591,25 @@ def test_pagerduty_pages_a_critical_and_resolves_the_same_incident(
     }
 
 
-def test_pagerduty_rate_limiting_is_a_counted_failure(
+def test_a_429_with_retry_after_is_delivered_on_the_retry_not_dropped(
     start_responder: StartResponder, sink: Sink, tmp_path: Path
 ) -> None:
-    sink.status = 429
+    sink.script = [(429, {"Retry-After": "2"})]
     key_file = tmp_path / "key"
     key_file.write_text("K")
     r = start_responder(pagerduty_routing_key_file=key_file, pagerduty_url=f"{sink.url}/v2/enqueue")
     assert r.post(body(payload(alert()))).status_code == 200
-    assert r.counter("tradeguard_responder_notifications_total", status="failed") == 1
+    wait_until(lambda: len(sink.answered) >= 2, 15, "PagerDuty to be tried again")
+    (first, status_1), (second, status_2) = sink.answered[:2]
+    assert (status_1, status_2) == (429, 200)
+    assert second - first >= 1.9, "the retry must wait the Retry-After the far end asked for"
+    limited = {"channel": "pagerduty", "outcome": "rate_limited"}
+    assert r.counter("tradeguard_responder_delivery_attempts_total", **limited) == 1
+    r.settle()
+    assert r.counter("tradeguard_responder_notifications_total", status="failed") == 0
+    entries = r.get("/api/notifications").json()["notifications"]
+    (entry,) = [e for e in entries if e["channel"] == "pagerduty"]
+    assert entry["state"] == "sent" and entry["attempts"] == 2 and entry["channel"] == "pagerduty"
     assert r.stored() == 1
 
 

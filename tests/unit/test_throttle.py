@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from tradeguard.responder.notification import Notification
+from tradeguard.responder.notification import HELD_BACK_KEPT, Notification
 from tradeguard.responder.throttle import Throttle, category_of
 
 
@@ -41,51 +42,59 @@ def test_categories_follow_the_seed() -> None:
     assert category_of(None) == "uncategorised"
 
 
-def test_three_trade_execution_notifications_a_minute_then_held() -> None:
+def test_three_trade_execution_notifications_a_minute_per_channel() -> None:
     clock = Clock()
     throttle = Throttle(clock=clock)
-    admitted = [throttle.admit(note(f"T{i}", "trade_engine")) for i in range(5)]
-    assert [n.alertname if n else None for n in admitted] == ["T0", "T1", "T2", None, None]
-    assert throttle.held() == 2
-    # Other categories are not affected, and an unlimited one never waits.
-    assert all(throttle.admit(note(f"D{i}", "docker")) for i in range(20))
-    assert throttle.admit(note("R0", "redis")) is not None
-
-
-def test_the_next_notification_after_the_window_reports_what_was_held() -> None:
-    clock = Clock()
-    throttle = Throttle(clock=clock)
-    for i in range(5):
-        throttle.admit(note(f"T{i}", "trading_bot"))
+    for _ in range(3):
+        assert throttle.has_room("chat", "trade_execution")
+        throttle.record("chat", "trade_execution")
+    assert not throttle.has_room("chat", "trade_execution")
+    assert throttle.has_room("mail", "trade_execution"), "another channel has its own window"
+    assert throttle.has_room("chat", "redis")
+    assert throttle.has_room("chat", "docker"), "a category without a limit is never full"
     clock.now += 59.9
-    assert throttle.admit(note("T5", "trade_engine")) is None  # still within the minute
+    assert not throttle.has_room("chat", "trade_execution")
     clock.now += 0.2
-    sent = throttle.admit(note("T6", "trade_engine", status="resolved"))
-    assert sent is not None and sent.alertname == "T6"
-    assert sent.held_back == ("T3 on host:1 firing", "T4 on host:1 firing", "T5 on host:1 firing")
-    assert throttle.held() == 0
+    assert throttle.has_room("chat", "trade_execution")
 
 
-def test_release_sends_the_newest_held_one_carrying_the_others_once_there_is_room() -> None:
+def test_deliveries_recorded_from_the_outbox_after_a_restart_count_in_the_window() -> None:
     clock = Clock()
     throttle = Throttle({"redis": 2}, window=10.0, clock=clock)
-    for i in range(5):
-        throttle.admit(note(f"R{i}", "redis"))
-    assert throttle.release() == []  # no room yet
-    clock.now += 10.0
-    (released,) = throttle.release()
-    assert released.alertname == "R4"
-    assert released.held_back == ("R2 on host:1 firing", "R3 on host:1 firing")
-    assert throttle.release() == [] and throttle.held() == 0
+    throttle.record("chat", "redis", at=clock.now - 2)
+    throttle.record("chat", "redis", at=clock.now - 9)  # out of order, as a query returns them
+    assert not throttle.has_room("chat", "redis")
+    clock.now += 1.5
+    assert throttle.has_room("chat", "redis")
+
+
+def test_a_summary_carries_what_was_held_and_its_highest_severity() -> None:
+    warning = replace(note("W", "trade_engine"), severity="warning")
+    held = [note("C1", "trade_engine"), replace(note("I", "trade_engine"), severity="info")]
+    summary = warning.carrying(held)
+    assert summary.severity == "critical"
+    assert summary.held_back == ("C1 on host:1 firing", "I on host:1 firing")
+    assert summary.headline.startswith("FIRING [critical] W on host:1")
+    assert summary.headline.endswith("(+2 held back: C1 on host:1 firing, I on host:1 firing)")
+    assert warning.carrying([]) is warning
 
 
 def test_a_long_summary_names_ten_and_counts_the_rest() -> None:
-    clock = Clock()
-    throttle = Throttle({"redis": 1}, window=10.0, clock=clock)
-    for i in range(15):
-        throttle.admit(note(f"R{i}", "redis"))
-    clock.now += 10.0
-    (released,) = throttle.release()
+    held = [note(f"R{i}", "redis") for i in range(13)]
+    released = note("R14", "redis").carrying(held)
     assert len(released.held_back) == 13
-    assert released.headline.endswith("R10 on host:1 firing and 3 more)")
-    assert "(+13 held back: R1 on host:1 firing, R2" in released.headline
+    assert released.headline.endswith("R9 on host:1 firing and 3 more)")
+    assert "(+13 held back: R0 on host:1 firing, R1" in released.headline
+
+
+def test_held_lists_are_capped_but_counted() -> None:
+    held = [note(f"R{i}", "redis") for i in range(HELD_BACK_KEPT + 50)]
+    released = note("last", "redis").carrying(held)
+    assert len(released.held_back) == HELD_BACK_KEPT
+    assert released.held_back_total == HELD_BACK_KEPT + 50
+    assert f"(+{HELD_BACK_KEPT + 50} held back:" in released.headline
+
+
+def test_a_notification_survives_the_outbox_round_trip() -> None:
+    original = replace(note("A", "redis"), labels={"alertname": "A", "x": "ü"})
+    assert Notification.from_json(original.to_json()) == original

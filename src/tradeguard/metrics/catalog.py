@@ -448,6 +448,34 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.responder_delivery_attempts = Counter(
+            "tradeguard_responder_delivery_attempts_total",
+            "Attempts to deliver a notification through one channel, by channel and outcome "
+            "(sent, failed, rate_limited).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.responder_outbox = Gauge(
+            "tradeguard_responder_outbox_notifications",
+            "Notifications in the delivery outbox, by state (pending, held, dead).",
+            ["state"],
+            registry=r,
+        )
+        self.responder_outbox_oldest_age = Gauge(
+            "tradeguard_responder_outbox_oldest_pending_age_seconds",
+            "Age of the oldest notification waiting in the outbox (pending or held); 0 if none.",
+            registry=r,
+        )
+        self.responder_alert_path_up = Gauge(
+            "tradeguard_responder_alert_path_up",
+            "1 while a Watchdog alert arrived within the dead man's switch timeout, else 0.",
+            registry=r,
+        )
+        self.responder_watchdog_last = Gauge(
+            "tradeguard_responder_watchdog_last_received_timestamp_seconds",
+            "Unix time the last firing Watchdog alert arrived (0: none since start).",
+            registry=r,
+        )
         self.responder_remediations = Counter(
             "tradeguard_responder_remediations_total",
             "Remediation actions, by action and outcome.",
@@ -501,6 +529,9 @@ class Metrics:
             self.responder_alerts.labels(status)
         for status in ("sent", "throttled", "failed"):
             self.responder_notifications.labels(status)
+        for state in ("pending", "held", "dead"):
+            self.responder_outbox.labels(state)
+        self.responder_alert_path_up.set(1)
         for status in ("sent", "matched", "failed"):
             self.broker_orders_reconciled.labels(status)
         self.duckdb_writes_enabled.set(1)

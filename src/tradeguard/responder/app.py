@@ -34,13 +34,12 @@ from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.exposition import CONTENT_TYPE, TextRenderer
 from tradeguard.responder.auth import Authenticator
 from tradeguard.responder.channels import Channel
-from tradeguard.responder.dispatch import Notifier
 from tradeguard.responder.history.base import MAX_HISTORY_LIMIT, AlertHistory, HistoryError
-from tradeguard.responder.intake import Intake
+from tradeguard.responder.outbox import OUTBOX_STATES, OutboxState
 from tradeguard.responder.payload import PayloadJSONError, PayloadValidationError, parse_payload
 from tradeguard.responder.report import effectiveness
+from tradeguard.responder.runtime import ResponderRuntime
 from tradeguard.responder.settings import ResponderSettings
-from tradeguard.responder.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +109,14 @@ class _Endpoints:
         settings: ResponderSettings,
         auth: Authenticator,
         history: AlertHistory,
-        intake: Intake,
+        runtime: ResponderRuntime,
         metrics: Metrics,
     ) -> None:
         self.max_body = settings.max_body_bytes
         self.auth = auth
         self.history = history
-        self.intake = intake
+        self.runtime = runtime
+        self.intake = runtime.intake
         self.metrics = metrics
         self.renderer = TextRenderer()
         self._webhooks = {
@@ -202,7 +202,7 @@ class _Endpoints:
         except PayloadValidationError as exc:
             return self._reject(request, error(422, str(exc), problems=exc.problems))
         try:
-            result = await run_in_threadpool(self.intake.handle, payload)
+            result = await self.intake.submit(payload)
         except HistoryError as exc:
             log.error("webhook not stored (Alertmanager will retry): %s", exc)
             return error(503, "alert history unavailable; retry later")
@@ -284,12 +284,50 @@ class _Endpoints:
             return error(503, "alert history unavailable")
         return JSONResponse(effectiveness(occurrences, since, until).to_json())
 
+    async def notifications(self, request: Request) -> Response:
+        """``GET /api/notifications?limit=50&state=dead``: the delivery outbox, newest first."""
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        raw_limit = request.query_params.get("limit", str(DEFAULT_HISTORY_LIMIT))
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
+            return error(400, f"limit must be an integer from 1 to {MAX_HISTORY_LIMIT}")
+        states: list[OutboxState] = []
+        for raw in request.query_params.getlist("state"):
+            if raw not in OUTBOX_STATES:
+                return error(400, f"state must be one of {', '.join(OUTBOX_STATES)}")
+            states.append(raw)
+        try:
+            entries = await run_in_threadpool(self.history.outbox_list, int(raw_limit), states)
+            counts = await run_in_threadpool(self.history.outbox_counts)
+        except HistoryError as exc:
+            log.error("outbox query failed: %s", exc)
+            return error(503, "alert history unavailable")
+        return JSONResponse(
+            {
+                "count": len(entries),
+                "totals": counts.to_json(),
+                "notifications": [e.to_json() for e in entries],
+            }
+        )
+
     async def healthz(self, request: Request) -> Response:
+        """Liveness of the store, the alert path and the outbox; never paths, hosts or users."""
+        alert_path = self.runtime.switch.status().to_json()
         try:
             await run_in_threadpool(self.history.check)
+            counts = await run_in_threadpool(self.history.outbox_counts)
         except HistoryError as exc:
-            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok"})
+            log.error("health check: %s", exc)
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "error": "alert history unavailable",
+                    "alert_path": alert_path,
+                },
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "alert_path": alert_path, "outbox": counts.to_json()})
 
     async def metrics_page(self, request: Request) -> Response:
         body = self.renderer.render(self.metrics.registry)
@@ -313,7 +351,8 @@ def create_app(
     channels: Sequence[Channel],
     metrics: Metrics,
 ) -> Starlette:
-    """The responder's ASGI app.
+    """The responder's ASGI app; ``app.state.runtime`` must be started to store and deliver
+    (:class:`~tradeguard.responder.service.ResponderServer` does).
 
     Raises :class:`~tradeguard.responder.auth.AuthConfigError` when no credentials are
     configured and ``settings.insecure`` is not set: the responder refuses to start open.
@@ -321,10 +360,8 @@ def create_app(
     auth = settings.authenticator()
     if not auth.enabled:
         log.warning("responder running WITHOUT authentication (--insecure)")
-    throttle = Throttle(settings.throttle_per_minute, settings.throttle_window_seconds)
-    notifier = Notifier(channels, metrics, throttle if settings.throttle_per_minute else None)
-    intake = Intake(history, notifier, metrics)
-    endpoints = _Endpoints(settings, auth, history, intake, metrics)
+    runtime = ResponderRuntime(settings, history, channels, metrics)
+    endpoints = _Endpoints(settings, auth, history, runtime, metrics)
     app = Starlette(
         routes=[
             Route(WEBHOOK_PATH, endpoints.webhook, methods=["POST"]),
@@ -332,12 +369,13 @@ def create_app(
             Route("/api/alerts/history", endpoints.history_list, methods=["GET"]),
             Route("/api/alerts/ack", endpoints.acknowledge, methods=["POST"]),
             Route("/api/report", endpoints.report, methods=["GET"]),
+            Route("/api/notifications", endpoints.notifications, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/metrics", endpoints.metrics_page, methods=["GET"]),
         ],
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
-    app.state.intake = intake
-    app.state.notifier = notifier
+    app.state.runtime = runtime
+    app.state.intake = runtime.intake
     return app

@@ -26,21 +26,50 @@ from tradeguard.responder.notification import Notification
 
 
 class ChannelError(TradeguardError):
-    """A channel could not deliver a notification; the message names the channel."""
+    """A channel could not deliver a notification; the message names the channel.
+
+    ``retry_after`` is the wait the far end asked for (a 429's ``Retry-After``), if any;
+    ``permanent`` means retrying the same notification cannot succeed (the far end refused it
+    as malformed), so the outbox stops trying at once instead of at its deadline.
+    """
+
+    def __init__(
+        self, message: str, retry_after: float | None = None, permanent: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
 
 
 class Channel(Protocol):
-    """Delivers notifications somewhere; raises :class:`ChannelError` when it cannot."""
+    """Delivers notifications somewhere; raises :class:`ChannelError` when it cannot.
+
+    ``accepts`` says whether the channel wants a notification at all (the pager takes only
+    criticals): a notification a channel does not accept gets no outbox entry for it, so it is
+    never counted as sent there. A channel with ``is_pager`` set is never throttled.
+    """
 
     name: str
+    is_pager: bool
+
+    def accepts(self, notification: Notification) -> bool: ...
 
     def send(self, notification: Notification) -> None: ...
+
+
+class _TakesEverything:
+    """The default for channels that want every notification and are not a pager."""
+
+    is_pager = False
+
+    def accepts(self, notification: Notification) -> bool:
+        return True
 
 
 _SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-class ConsoleChannel:
+class ConsoleChannel(_TakesEverything):
     """One line per event on a terminal: status, severity, alert, instance, summary.
 
     Label and annotation text is inserted as plain text, never as rich markup, so an alert
@@ -98,6 +127,7 @@ def notification_record(n: Notification, sent_at: datetime | None = None) -> dic
         "runbook_url": n.runbook_url,
         "labels": dict(n.labels),
         "held_back": list(n.held_back),
+        "held_back_count": n.held_back_total,
     }
 
 
@@ -109,7 +139,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class JsonlChannel:
+class JsonlChannel(_TakesEverything):
     """Appends one JSON object per notification to a file, fsync'd before ``send`` returns.
 
     A notification reported as sent is on disk: a crash right after cannot lose it. Each
@@ -117,10 +147,9 @@ class JsonlChannel:
     writers (threads or processes) never interleave within a line.
     """
 
-    name = "jsonl"
-
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, name: str = "jsonl") -> None:
         self.path = Path(path)
+        self.name = name
         self._lock = threading.Lock()
 
     def send(self, notification: Notification) -> None:
@@ -145,7 +174,7 @@ class JsonlChannel:
             raise ChannelError(f"jsonl channel {self.path}: {exc}") from exc
 
 
-class AppriseChannel:
+class AppriseChannel(_TakesEverything):
     """Sends each notification to every configured apprise URL (Slack, e-mail, Telegram, ...).
 
     Title: the notification's headline; body: the description (or what recovered), the runbook

@@ -225,6 +225,78 @@ def history_command(
     _out().print(table)
 
 
+_STATE_STYLE = {"sent": "green", "merged": "dim", "pending": "yellow", "held": "cyan",
+                "dead": "bold red"}
+NOTIFICATION_STATES = ("pending", "held", "sent", "merged", "dead")
+
+
+@alerts_app.command("notifications")
+def notifications_command(
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    token_file: TokenFileOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many deliveries.")] = 50,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only deliveries in this state (repeatable): pending (waiting or retrying), "
+            "held (throttled), sent, merged (reported inside another's summary), dead (given "
+            "up)."
+        ),
+    ] = None,
+    failures: Annotated[
+        bool, typer.Option("--failures", help="Only deliveries that failed at least once.")
+    ] = False,
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """List notification deliveries per channel, newest first: what went out, what waits,
+    what failed and why."""
+    for name in state or []:
+        if name not in NOTIFICATION_STATES:
+            raise _fail(f"--state must be one of {', '.join(NOTIFICATION_STATES)}, got {name!r}")
+    params: dict[str, Any] = {"limit": limit}
+    if state:
+        params["state"] = state
+    try:
+        body = fetch(url, "/api/notifications", _token(token, token_file), params, timeout)
+    except ResponderUnavailable as exc:
+        raise _fail(str(exc)) from None
+    rows: list[dict[str, Any]] = body.get("notifications", [])
+    if failures:
+        rows = [r for r in rows if r.get("last_error") or r.get("state") == "dead"]
+    totals = body.get("totals", {})
+    summary = ", ".join(f"{totals.get(k, 0)} {k}" for k in ("pending", "held", "dead"))
+    if not rows:
+        _out().print(f"no notification deliveries to show (outbox: {summary})")
+        return
+    table = Table(title=f"last {len(rows)} deliveries (outbox: {summary})")
+    for column in ("created (UTC)", "channel", "state", "tries"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("alert", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("last error / next try", ratio=1)
+    for r in rows:
+        st = r.get("state", "?")
+        severity = r.get("severity") or "-"
+        note = r.get("last_error") or ""
+        if st == "pending" and r.get("attempts"):
+            note = f"{note} (next try {_when(r.get('next_attempt_at'))})"
+        elif st == "merged" and r.get("carried_by"):
+            note = f"reported in the summary of #{r['carried_by']}"
+        table.add_row(
+            _when(r.get("created_at")),
+            Text(r.get("channel", "?")),
+            Text(st, style=_STATE_STYLE.get(st, "")),
+            str(r.get("attempts", 0)),
+            Text(r.get("alertname", "?"), style="bold"),
+            r.get("status", "?"),
+            Text(severity, style=_SEVERITY_STYLE.get(severity, "")),
+            Text(note),
+        )
+    _out().print(table)
+
+
 @alerts_app.command("ack")
 def ack_command(
     fingerprint: Annotated[str, typer.Argument(help="The alert's fingerprint (alerts firing).")],
@@ -320,6 +392,13 @@ def responder_command(
         bool | None,
         typer.Option("--console/--no-console", help="Print each notification on stdout."),
     ] = None,
+    watchdog_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds without a Watchdog alert before the responder reports the alert path "
+            "broken through its own channels (default 120; 0 turns the dead man's switch off)."
+        ),
+    ] = None,
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Accept requests without credentials.")
     ] = False,
@@ -344,6 +423,7 @@ def responder_command(
             basic_password_file=basic_password_file,
             max_body_bytes=max_body_bytes,
             console=console_output,
+            watchdog_timeout_seconds=watchdog_timeout,
             insecure=insecure or None,
         )
         server = ResponderServer(settings)

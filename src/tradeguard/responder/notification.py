@@ -9,17 +9,26 @@ below 5 ms"), else the threshold quoted in its description, and how long it last
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from tradeguard.responder.events import AlertEvent
+from tradeguard.responder.events import AlertEvent, iso, parse_iso
 from tradeguard.responder.payload import AlertStatus
 
 # Rule descriptions in deploy/prometheus/rules quote their threshold as "(threshold 80%)" or
 # "(threshold: more than 5)".
 _THRESHOLD = re.compile(r"\(threshold:?\s*([^)]+)\)", re.IGNORECASE)
 HELD_BACK_LISTED = 10  # a summary names at most this many held-back notifications
+HELD_BACK_KEPT = 100  # a summary carries at most this many held-back descriptions
+# The order severities rank in when a summary takes the highest one of what it carries.
+SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1}
+
+
+def severity_rank(severity: str) -> int:
+    """Higher for more severe; unknown severities (and "none") rank lowest."""
+    return SEVERITY_RANK.get(severity, 0)
 
 
 def _duration(delta: timedelta) -> str:
@@ -65,8 +74,10 @@ class Notification:
     receiver: str
     labels: Mapping[str, str] = field(default_factory=dict)
     # Notifications of the same category that throttling held back and this one now reports
-    # (see tradeguard.responder.throttle), oldest first, as one-line descriptions.
+    # (see tradeguard.responder.throttle), oldest first, as one-line descriptions; at most
+    # HELD_BACK_KEPT of them, ``held_back_count`` says how many there were in all.
     held_back: tuple[str, ...] = ()
+    held_back_count: int = 0
 
     @classmethod
     def from_event(cls, event: AlertEvent) -> Notification:
@@ -88,6 +99,68 @@ class Notification:
             labels=dict(event.labels),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The notification as the delivery outbox stores it."""
+        return {
+            "status": self.status,
+            "alertname": self.alertname,
+            "severity": self.severity,
+            "instance": self.instance,
+            "component": self.component,
+            "summary": self.summary,
+            "description": self.description,
+            "runbook_url": self.runbook_url,
+            "recovered": self.recovered,
+            "fingerprint": self.fingerprint,
+            "starts_at": iso(self.starts_at),
+            "ends_at": iso(self.ends_at) if self.ends_at else None,
+            "receiver": self.receiver,
+            "labels": dict(self.labels),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Notification:
+        """The inverse of :meth:`to_json`."""
+        return cls(
+            status=cast(AlertStatus, data["status"]),
+            alertname=data["alertname"],
+            severity=data["severity"],
+            instance=data["instance"],
+            component=data["component"],
+            summary=data["summary"],
+            description=data["description"],
+            runbook_url=data["runbook_url"],
+            recovered=data["recovered"],
+            fingerprint=data["fingerprint"],
+            starts_at=parse_iso(data["starts_at"]),
+            ends_at=parse_iso(data["ends_at"]) if data["ends_at"] else None,
+            receiver=data["receiver"],
+            labels=dict(data["labels"]),
+        )
+
+    def carrying(self, held: Sequence[Notification]) -> Notification:
+        """This notification reporting ``held`` (oldest first) as held back by throttling.
+
+        The summary takes the highest severity among itself and what it carries, so a critical
+        that a channel's throttle held is announced as a critical, not as the warning that
+        happened to go out next.
+        """
+        if not held:
+            return self
+        briefs = self.held_back + tuple(n.brief for n in held)
+        highest = max([self, *held], key=lambda n: severity_rank(n.severity))  # ties: self
+        return replace(
+            self,
+            severity=highest.severity,
+            held_back=briefs[-HELD_BACK_KEPT:],
+            held_back_count=self.held_back_total + len(held),
+        )
+
+    @property
+    def held_back_total(self) -> int:
+        """How many held-back notifications this one reports (listed or not)."""
+        return max(self.held_back_count, len(self.held_back))
+
     @property
     def brief(self) -> str:
         """Alert, place and status in a few words: how a held-back notification is listed."""
@@ -99,10 +172,11 @@ class Notification:
         """ " (+N held back: A, B, ...)" when throttling held notifications back, else ""."""
         if not self.held_back:
             return ""
+        total = self.held_back_total
         shown = ", ".join(self.held_back[:HELD_BACK_LISTED])
-        more = len(self.held_back) - HELD_BACK_LISTED
+        more = total - min(len(self.held_back), HELD_BACK_LISTED)
         tail = f" and {more} more" if more > 0 else ""
-        return f" (+{len(self.held_back)} held back: {shown}{tail})"
+        return f" (+{total} held back: {shown}{tail})"
 
     @property
     def headline(self) -> str:

@@ -10,6 +10,8 @@ page should leave this channel off, or it pages twice.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,23 @@ PAGED_SEVERITIES = frozenset({"critical"})
 SUMMARY_LIMIT = 1024  # the Events API truncates longer summaries
 
 
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header (seconds, or an HTTP date) as seconds from now; None if absent
+    or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
 def read_routing_key(path: Path) -> str:
     """The integration (routing) key from its file; ConfigError if unreadable or empty."""
     return read_secret(path, "PagerDuty routing key")
@@ -33,6 +52,7 @@ class PagerDutyChannel:
     """Sends trigger and resolve events for critical alerts to the Events API v2."""
 
     name = "pagerduty"
+    is_pager = True
 
     def __init__(self, routing_key: str, url: str = EVENTS_URL, timeout: float = 5.0) -> None:
         self.url = url
@@ -63,14 +83,24 @@ class PagerDutyChannel:
             },
         }
 
+    def accepts(self, notification: Notification) -> bool:
+        """Criticals only: warnings and info go to chat, not to the pager."""
+        return notification.severity in PAGED_SEVERITIES
+
     def send(self, notification: Notification) -> None:
-        if notification.severity not in PAGED_SEVERITIES:
-            return  # warnings and info go to chat, not to the pager
         try:
             reply = self._client.post(self.url, json=self.event(notification))
         except httpx.HTTPError as exc:
             raise ChannelError(f"pagerduty channel: {exc}") from exc
-        if reply.status_code == 429:
-            raise ChannelError("pagerduty channel: rate limited by the Events API (429)")
-        if reply.status_code // 100 != 2:
-            raise ChannelError(f"pagerduty channel: the Events API answered {reply.status_code}")
+        status = reply.status_code
+        if status == 429:
+            raise ChannelError(
+                "pagerduty channel: rate limited by the Events API (429)",
+                retry_after=retry_after_seconds(reply.headers.get("retry-after")),
+            )
+        if status // 100 != 2:
+            # 400 is a malformed event: resending it cannot help. Anything else (5xx, an
+            # auth or proxy hiccup) may pass later.
+            raise ChannelError(
+                f"pagerduty channel: the Events API answered {status}", permanent=status == 400
+            )

@@ -32,10 +32,10 @@ from tradeguard.responder.channels import (
 )
 from tradeguard.responder.history import AlertHistory, open_history
 from tradeguard.responder.pagerduty import PagerDutyChannel, read_routing_key
+from tradeguard.responder.runtime import ResponderRuntime
 from tradeguard.responder.settings import ResponderSettings, load_responder_settings
 
 log = logging.getLogger(__name__)
-RELEASE_INTERVAL = 1.0  # seconds between two releases of throttled notifications
 
 __all__ = ["ResponderServer", "ResponderSettings", "default_channels", "load_responder_settings"]
 
@@ -83,12 +83,12 @@ class ResponderServer:
             if self._owns_history:
                 self.history.close()
             raise
+        self.runtime: ResponderRuntime = self.app.state.runtime
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self._releaser: threading.Thread | None = None
-        self._stopping = threading.Event()
         self._socket: socket.socket | None = None
         self.port = settings.port
+        self._running = False
 
     @property
     def url(self) -> str:
@@ -101,8 +101,11 @@ class ResponderServer:
     def _bind(self) -> socket.socket:
         host, port = self.settings.host, self.settings.port
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this; asyncio sets it only for sockets it knows are TCP,
+        # and without it each response's body waits for the client's delayed ACK (~40 ms).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -145,29 +148,14 @@ class ResponderServer:
         if not server.started:
             self.stop()
             raise ServiceError("the responder's HTTP server exited during start-up")
-        self._stopping.clear()
-        self._releaser = threading.Thread(
-            target=self._release_held, name="responder-release", daemon=True
-        )
-        self._releaser.start()
+        self.runtime.start()
+        self._running = True
         log.info("responder listening on %s", self.url)
         return self
 
-    def _release_held(self) -> None:
-        """Once a second, send the notifications throttling held back whose window has room."""
-        notifier = self.app.state.notifier
-        while not self._stopping.wait(RELEASE_INTERVAL):
-            try:
-                notifier.flush()
-            except Exception:  # a failing flush must not stop the next one
-                log.exception("releasing held notifications failed")
-
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving (in-flight requests get a few seconds), then close what we opened."""
-        self._stopping.set()
-        if self._releaser is not None:
-            self._releaser.join(timeout)
-            self._releaser = None
+        """Stop serving (in-flight requests get a few seconds), flush the outbox once (held
+        notifications included), then close what we opened."""
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -178,6 +166,9 @@ class ResponderServer:
         if self._socket is not None:
             self._socket.close()
         self._server = self._thread = self._socket = None
+        if self._running:
+            self.runtime.stop(timeout)
+            self._running = False
         if self._owns_history:
             self.history.close()
 

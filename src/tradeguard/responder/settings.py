@@ -19,6 +19,9 @@ from tradeguard.responder.auth import Authenticator, build_authenticator
 from tradeguard.responder.history import check_history_url
 from tradeguard.responder.pagerduty import EVENTS_URL as PAGERDUTY_EVENTS_URL
 from tradeguard.responder.throttle import DEFAULT_LIMITS, WINDOW_SECONDS
+from tradeguard.responder.watchdog import DEFAULT_TIMEOUT_SECONDS
+
+DEFAULT_DEADLINE_SECONDS = 24 * 3600.0
 
 DEFAULT_PORT = 9466
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -47,6 +50,12 @@ class ResponderSettings(BaseSettings):
     # Notifications a minute per category (tradeguard.responder.throttle); {} turns it off.
     throttle_per_minute: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
     throttle_window_seconds: float = Field(default=WINDOW_SECONDS, gt=0)
+    # The dead man's switch: AlertPathBroken when no Watchdog arrived for this long; 0: off.
+    watchdog_timeout_seconds: float = Field(default=DEFAULT_TIMEOUT_SECONDS, ge=0)
+    # An undeliverable notification is retried (with backoff) this long, then given up.
+    delivery_deadline_seconds: float = Field(default=DEFAULT_DEADLINE_SECONDS, gt=0)
+    # Names this responder's outbox claims; default host:port (see responder.runtime).
+    sender_id: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("throttle_per_minute")
     @classmethod

@@ -6,10 +6,12 @@ category is an alert's ``component`` mapped through :data:`CATEGORY_OF` (``redis
 "trade_execution"); any other component is its own category, so a team can limit, say,
 ``docker`` by naming it. Categories without a limit are never throttled.
 
-Nothing is dropped: a notification over the limit is held (and stays in the alert history as
-every event does), then reported by the next notification of its category that goes out, in its
-``held_back`` list. If none comes, :meth:`Throttle.release` sends the newest held one, carrying
-the others, as soon as the sliding window has room again, within a minute at most.
+Limits apply per channel, and a pager channel is never throttled: whatever chat holds back, a
+critical still pages. Nothing is dropped: a notification over its channel's limit is held in the
+delivery outbox (and stays in the alert history as every event does), then reported by the next
+notification of its channel and category that goes out, in its ``held_back`` list. If none
+comes, the sender sends the newest held one, carrying the others, as soon as the sliding window
+has room again, within a minute at most; the summary takes the highest severity it carries.
 """
 
 from __future__ import annotations
@@ -18,9 +20,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import replace
-
-from tradeguard.responder.notification import Notification
 
 WINDOW_SECONDS = 60.0
 DEFAULT_LIMITS: dict[str, int] = {"redis": 5, "trade_execution": 3}
@@ -39,61 +38,45 @@ def category_of(component: str | None) -> str:
 
 
 class Throttle:
-    """A sliding-window limit per category; thread-safe (intake requests and the releaser)."""
+    """A sliding-window limit per (channel, category); thread-safe.
+
+    Limits apply per channel: the chat channel may be full while the pager still takes a
+    critical, and a channel whose deliveries fail does not use up its window (only deliveries
+    that went out are recorded). It only counts; what is held lives in the delivery outbox.
+    """
 
     def __init__(
         self,
         limits: Mapping[str, int] | None = None,
         window: float = WINDOW_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = dict(DEFAULT_LIMITS if limits is None else limits)
         self.window = window
         self._clock = clock
-        self._sent: dict[str, deque[float]] = {}
-        self._held: dict[str, list[Notification]] = {}
+        self._sent: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
 
-    def admit(self, notification: Notification) -> Notification | None:
-        """The notification to send now, reporting what was held before it; None to hold it."""
-        category = category_of(notification.component)
+    def limits_category(self, category: str) -> bool:
+        return category in self.limits
+
+    def has_room(self, channel: str, category: str) -> bool:
+        """Whether one more notification of ``category`` may go to ``channel`` now."""
         if category not in self.limits:
-            return notification
+            return True
         with self._lock:
-            if not self._room(category):
-                self._held.setdefault(category, []).append(notification)
-                return None
-            return self._send(category, notification, self._held.pop(category, []))
+            sent = self._sent.setdefault((channel, category), deque())
+            horizon = self._clock() - self.window
+            while sent and sent[0] <= horizon:
+                sent.popleft()
+            return len(sent) < self.limits[category]
 
-    def release(self) -> list[Notification]:
-        """For each category with held notifications and room again: its newest one, carrying
-        the rest. Call it periodically."""
-        out = []
+    def record(self, channel: str, category: str, at: float | None = None) -> None:
+        """Count one delivery of ``category`` to ``channel`` (at ``at``, default now)."""
+        if category not in self.limits:
+            return
         with self._lock:
-            for category in list(self._held):
-                if self._room(category):
-                    *older, newest = self._held.pop(category)
-                    out.append(self._send(category, newest, older))
-        return out
-
-    def held(self) -> int:
-        """How many notifications are held back right now."""
-        with self._lock:
-            return sum(len(h) for h in self._held.values())
-
-    def _room(self, category: str) -> bool:
-        sent = self._sent.setdefault(category, deque())
-        horizon = self._clock() - self.window
-        while sent and sent[0] <= horizon:
-            sent.popleft()
-        return len(sent) < self.limits[category]
-
-    def _send(
-        self, category: str, notification: Notification, held: list[Notification]
-    ) -> Notification:
-        self._sent[category].append(self._clock())
-        if not held:
-            return notification
-        return replace(
-            notification, held_back=notification.held_back + tuple(n.brief for n in held)
-        )
+            sent = self._sent.setdefault((channel, category), deque())
+            sent.append(self._clock() if at is None else at)
+            if len(sent) > 1 and sent[-1] < sent[-2]:  # seeded out of order: keep it sorted
+                self._sent[(channel, category)] = deque(sorted(sent))

@@ -8,13 +8,15 @@ acknowledgement API, the effectiveness report) can query history without knowing
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from tradeguard.errors import TradeguardError
 from tradeguard.responder.events import AlertEvent, iso
+from tradeguard.responder.outbox import OutboxItem, OutboxStore
 
 TABLE = "alert_events"
 MAX_HISTORY_LIMIT = 1000
@@ -55,6 +57,17 @@ ORDER BY e.starts_at DESC, e.id DESC
 """
 
 COUNT_SQL = f"SELECT count(*) FROM {TABLE}"
+
+EVENT_INSERT_COLUMNS = (
+    "fingerprint, alertname, status, starts_at, ends_at, severity, component, instance, labels, "
+    "annotations, received_at, receiver"
+)
+
+OUTBOX = "notification_outbox"
+ATTEMPTS = "notification_attempts"
+
+# Decides which channels owe a notification for a newly stored event (empty: none).
+OutboxPlan = Callable[[AlertEvent], Sequence[OutboxItem]]
 
 ACKS = "alert_acks"
 
@@ -114,15 +127,32 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-class AlertHistory(Protocol):
-    """Durable, idempotent record of alert events."""
+class Tx(Protocol):
+    """The statements of one open transaction."""
+
+    def execute(self, sql: str, params: tuple[object, ...]) -> int:
+        """Run ``sql``; the number of rows it changed."""
+        ...
+
+    def query(self, sql: str, params: tuple[object, ...]) -> list[Any]: ...
+
+
+class AlertHistory(OutboxStore, Protocol):
+    """Durable, idempotent record of alert events, and the delivery outbox beside it."""
 
     def insert(self, event: AlertEvent) -> bool:
         """Store ``event``; True if it was new, False if its key was already stored."""
         ...
 
-    def insert_many(self, events: Sequence[AlertEvent]) -> list[bool]:
-        """Store all of ``events`` in one transaction (all or nothing); one flag per event."""
+    def insert_many(
+        self, events: Sequence[AlertEvent], outbox: OutboxPlan | None = None
+    ) -> list[bool]:
+        """Store all of ``events`` in one transaction (all or nothing); one flag per event.
+
+        For each new event ``outbox`` names, the notifications it owes are written to the
+        outbox in the same transaction, except for a firing event whose occurrence is already
+        resolved (it arrived late: it is stored, and nobody is told it fires).
+        """
         ...
 
     def firing(self) -> list[AlertEvent]:
@@ -158,13 +188,69 @@ class AlertHistory(Protocol):
 
 
 class SQLHistoryReads(ABC):
-    """The read side both SQL backends share; they differ only in the parameter placeholder
-    and in how a row decodes (text columns in SQLite, timestamptz/jsonb in PostgreSQL)."""
+    """The SQL both backends share; they differ only in the parameter placeholder, in how a
+    row encodes and decodes (text columns in SQLite, timestamptz/jsonb in PostgreSQL) and in
+    how a transaction opens."""
 
     placeholder = "?"
 
     @abstractmethod
     def _query(self, sql: str, params: tuple[object, ...]) -> list[Any]: ...
+
+    @abstractmethod
+    def _transaction(self, what: str) -> AbstractContextManager[Tx]:
+        """One transaction, committed when the block ends (HistoryError naming ``what``)."""
+
+    @abstractmethod
+    def _event_row(self, event: AlertEvent) -> tuple[object, ...]:
+        """``event`` as the values of EVENT_INSERT_COLUMNS."""
+
+    def insert(self, event: AlertEvent) -> bool:
+        return self.insert_many([event])[0]
+
+    def insert_many(
+        self, events: Sequence[AlertEvent], outbox: OutboxPlan | None = None
+    ) -> list[bool]:
+        ph = self.placeholder
+        insert_event = (
+            f"INSERT INTO {TABLE} ({EVENT_INSERT_COLUMNS}) VALUES ({', '.join([ph] * 12)}) "
+            "ON CONFLICT (fingerprint, starts_at, status) DO NOTHING"
+        )
+        already_resolved = (
+            f"SELECT 1 FROM {TABLE} WHERE fingerprint = {ph} AND starts_at = {ph} "
+            "AND status = 'resolved'"
+        )
+        insert_item = (
+            f"INSERT INTO {OUTBOX} (channel, category, fingerprint, alertname, state, body, "
+            f"created_at, next_attempt_at, attempts) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph}, 'pending', {ph}, {ph}, {ph}, 0)"
+        )
+        rows = [self._event_row(e) for e in events]
+        with self._transaction("storing alert events") as tx:
+            flags = [tx.execute(insert_event, row) == 1 for row in rows]
+            if outbox is None:
+                return flags
+            for event, row, new in zip(events, rows, flags, strict=True):
+                if not new:
+                    continue
+                if event.status == "firing" and tx.query(already_resolved, (row[0], row[3])):
+                    continue
+                now = self._to_db_time(event.received_at)
+                for item in outbox(event):
+                    n = item.notification
+                    tx.execute(
+                        insert_item,
+                        (
+                            item.channel,
+                            item.category,
+                            n.fingerprint,
+                            n.alertname,
+                            item.body(),
+                            now,
+                            now,
+                        ),
+                    )
+        return flags
 
     @staticmethod
     @abstractmethod

@@ -9,7 +9,8 @@ rate is tiny and a pool would be one more thing to size.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -20,11 +21,14 @@ from psycopg.types.json import Jsonb
 from tradeguard.responder.events import AlertEvent
 from tradeguard.responder.history.base import (
     ACKS,
+    ATTEMPTS,
+    OUTBOX,
     TABLE,
     HistoryError,
-    SQLHistoryReads,
+    Tx,
     display_url,
 )
+from tradeguard.responder.history.outbox_sql import SQLOutbox
 from tradeguard.responder.payload import AlertStatus
 
 # Serialises schema creation between responders starting at the same time (CREATE TABLE IF NOT
@@ -61,14 +65,50 @@ SCHEMA = [
         note TEXT NOT NULL,
         PRIMARY KEY (fingerprint, starts_at)
     )""",
+    f"""
+    CREATE TABLE IF NOT EXISTS {OUTBOX} (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        channel TEXT NOT NULL,
+        category TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        alertname TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'held', 'sent', 'merged', 'dead')),
+        body TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        next_attempt_at TIMESTAMPTZ NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT,
+        done_at TIMESTAMPTZ,
+        carried_by BIGINT,
+        claimed_by TEXT,
+        claimed_until TIMESTAMPTZ
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {OUTBOX}_due ON {OUTBOX} (state, next_attempt_at)",
+    f"CREATE INDEX IF NOT EXISTS {OUTBOX}_order ON {OUTBOX} (channel, fingerprint, id)",
+    f"CREATE INDEX IF NOT EXISTS {OUTBOX}_done ON {OUTBOX} (done_at)",
+    f"""
+    CREATE TABLE IF NOT EXISTS {ATTEMPTS} (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        outbox_id BIGINT NOT NULL,
+        attempted_at TIMESTAMPTZ NOT NULL,
+        outcome TEXT NOT NULL,
+        error TEXT
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {ATTEMPTS}_outbox ON {ATTEMPTS} (outbox_id)",
 ]
 
-INSERT_SQL = f"""
-INSERT INTO {TABLE} (fingerprint, alertname, status, starts_at, ends_at, severity, component,
-                     instance, labels, annotations, received_at, receiver)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (fingerprint, starts_at, status) DO NOTHING
-"""
+
+class _PostgresTx:
+    def __init__(self, cursor: psycopg.Cursor[TupleRow]) -> None:
+        self._cur = cursor
+
+    def execute(self, sql: str, params: tuple[object, ...]) -> int:
+        self._cur.execute(sql, params)
+        return self._cur.rowcount
+
+    def query(self, sql: str, params: tuple[object, ...]) -> list[Any]:
+        self._cur.execute(sql, params)
+        return self._cur.fetchall()
 
 
 def _row(event: AlertEvent) -> tuple[object, ...]:
@@ -105,10 +145,11 @@ def decode_row(row: Sequence[Any]) -> AlertEvent:
     )
 
 
-class PostgresHistory(SQLHistoryReads):
+class PostgresHistory(SQLOutbox):
     """:class:`~tradeguard.responder.history.base.AlertHistory` in a PostgreSQL database."""
 
     placeholder = "%s"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
     _decode = staticmethod(decode_row)
 
     def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
@@ -140,23 +181,19 @@ class PostgresHistory(SQLHistoryReads):
             self._conn.close()
             self._conn = None
 
-    def insert(self, event: AlertEvent) -> bool:
-        return self.insert_many([event])[0]
-
-    def insert_many(self, events: Sequence[AlertEvent]) -> list[bool]:
-        rows = [_row(e) for e in events]
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[Tx]:
         with self._lock:
             try:
                 conn = self._connection()
-                new = []
                 with conn.transaction(), conn.cursor() as cur:
-                    for row in rows:
-                        cur.execute(INSERT_SQL, row)
-                        new.append(cur.rowcount == 1)
+                    yield _PostgresTx(cur)
             except psycopg.Error as exc:
                 self._drop_if_broken()
-                raise HistoryError(f"storing alert events in {self.where} failed: {exc}") from exc
-        return new
+                raise HistoryError(f"{what} in {self.where} failed: {exc}") from exc
+
+    def _event_row(self, event: AlertEvent) -> tuple[object, ...]:
+        return _row(event)
 
     @staticmethod
     def _time(value: Any) -> datetime:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -18,10 +19,13 @@ from typing import Any, cast
 from tradeguard.responder.events import AlertEvent, iso, parse_iso
 from tradeguard.responder.history.base import (
     ACKS,
+    ATTEMPTS,
+    OUTBOX,
     TABLE,
     HistoryError,
-    SQLHistoryReads,
+    Tx,
 )
+from tradeguard.responder.history.outbox_sql import SQLOutbox
 from tradeguard.responder.payload import AlertStatus
 
 # Timestamps are fixed-width UTC text (events.iso), so text order is time order and equal
@@ -54,14 +58,46 @@ CREATE TABLE IF NOT EXISTS {ACKS} (
     note TEXT NOT NULL,
     PRIMARY KEY (fingerprint, starts_at)
 );
+CREATE TABLE IF NOT EXISTS {OUTBOX} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL,
+    category TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'held', 'sent', 'merged', 'dead')),
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    done_at TEXT,
+    carried_by INTEGER,
+    claimed_by TEXT,
+    claimed_until TEXT
+);
+CREATE INDEX IF NOT EXISTS {OUTBOX}_due ON {OUTBOX} (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS {OUTBOX}_order ON {OUTBOX} (channel, fingerprint, id);
+CREATE INDEX IF NOT EXISTS {OUTBOX}_done ON {OUTBOX} (done_at);
+CREATE TABLE IF NOT EXISTS {ATTEMPTS} (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    outbox_id INTEGER NOT NULL,
+    attempted_at TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS {ATTEMPTS}_outbox ON {ATTEMPTS} (outbox_id);
 """
 
-INSERT_SQL = f"""
-INSERT INTO {TABLE} (fingerprint, alertname, status, starts_at, ends_at, severity, component,
-                     instance, labels, annotations, received_at, receiver)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (fingerprint, starts_at, status) DO NOTHING
-"""
+
+class _SQLiteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: tuple[object, ...]) -> int:
+        return self._conn.execute(sql, params).rowcount
+
+    def query(self, sql: str, params: tuple[object, ...]) -> list[Any]:
+        return self._conn.execute(sql, params).fetchall()
 
 
 def _row(event: AlertEvent) -> tuple[object, ...]:
@@ -98,7 +134,7 @@ def decode_row(row: Sequence[Any]) -> AlertEvent:
     )
 
 
-class SQLiteHistory(SQLHistoryReads):
+class SQLiteHistory(SQLOutbox):
     """:class:`~tradeguard.responder.history.base.AlertHistory` over one SQLite file."""
 
     _decode = staticmethod(decode_row)
@@ -120,23 +156,22 @@ class SQLiteHistory(SQLHistoryReads):
         except sqlite3.Error as exc:
             raise HistoryError(f"cannot open alert history {self.path}: {exc}") from exc
 
-    def insert(self, event: AlertEvent) -> bool:
-        return self.insert_many([event])[0]
-
-    def insert_many(self, events: Sequence[AlertEvent]) -> list[bool]:
-        rows = [_row(e) for e in events]
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[Tx]:
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    new = [self._conn.execute(INSERT_SQL, row).rowcount == 1 for row in rows]
+                    yield _SQLiteTx(self._conn)
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise HistoryError(f"storing alert events in {self.path} failed: {exc}") from exc
-        return new
+                raise HistoryError(f"{what} in {self.path} failed: {exc}") from exc
+
+    def _event_row(self, event: AlertEvent) -> tuple[object, ...]:
+        return _row(event)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,124 @@
+"""The responder's long-lived parts behind the HTTP surface, started and stopped together.
+
+A request only stores; everything that takes time or outlives a request runs here: the group
+committer's writer thread (inside :class:`~tradeguard.responder.intake.Intake`), the outbox
+sender, and a one-second ticker for the dead man's switch and the gauges.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from tradeguard.errors import ConfigError
+from tradeguard.metrics.catalog import Metrics
+from tradeguard.responder.channels import Channel
+from tradeguard.responder.delivery import DeliverySender
+from tradeguard.responder.events import AlertEvent
+from tradeguard.responder.history.base import AlertHistory, HistoryError
+from tradeguard.responder.intake import Intake
+from tradeguard.responder.settings import ResponderSettings
+from tradeguard.responder.throttle import Throttle
+from tradeguard.responder.watchdog import DeadMansSwitch, broken_since
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 1.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_sender_id(settings: ResponderSettings) -> str:
+    """Stable across restarts on one host and port, so a restarted sender takes back its own
+    claims at once; distinct between replicas sharing one PostgreSQL history."""
+    return settings.sender_id or f"{socket.gethostname()}:{settings.port}"
+
+
+class ResponderRuntime:
+    """Intake, sender and dead man's switch over one history and one set of channels."""
+
+    def __init__(
+        self,
+        settings: ResponderSettings,
+        history: AlertHistory,
+        channels: Sequence[Channel],
+        metrics: Metrics,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        names = [c.name for c in channels]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:  # the outbox addresses channels by name
+            raise ConfigError(f"two channels share the name {', '.join(doubled)}")
+        self.history = history
+        self.metrics = metrics
+        self._clock = clock
+        started = clock()
+        try:
+            restored = broken_since(history.firing())
+        except HistoryError as exc:
+            log.error("cannot read the alert path's last state: %s", exc)
+            restored = None
+        self.switch = DeadMansSwitch(settings.watchdog_timeout_seconds, started, restored)
+        throttle = (
+            Throttle(settings.throttle_per_minute, settings.throttle_window_seconds)
+            if settings.throttle_per_minute
+            else None
+        )
+        self.sender = DeliverySender(
+            history,
+            channels,
+            metrics,
+            throttle,
+            owner=default_sender_id(settings),
+            deadline_seconds=settings.delivery_deadline_seconds,
+            clock=clock,
+        )
+        self.intake = Intake(history, channels, metrics, self.switch, self.sender.wake)
+        self._stopping = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._unstored: list[AlertEvent] = []
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self.sender.start()
+        self._ticker = threading.Thread(target=self._tick_loop, name="responder-tick", daemon=True)
+        self._ticker.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking events, then flush the outbox once (held notifications included)."""
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout)
+            self._ticker = None
+        self.intake.committer.stop(timeout)
+        self.sender.stop(flush=True, timeout=timeout)
+
+    def tick(self) -> None:
+        """Check the dead man's switch and publish its state."""
+        events = self.switch.check(self._clock())
+        for event in events:
+            log.error(
+                "%s %s: %s", event.alertname, event.status, event.annotations.get("summary", "")
+            )
+        # Kept until stored: a history that fails now must not lose the switch's notice.
+        self._unstored.extend(events)
+        if self._unstored:
+            self.intake.store(list(self._unstored))
+            self._unstored.clear()
+        status = self.switch.status()
+        self.metrics.responder_alert_path_up.set(1 if status.up else 0)
+        if status.last_watchdog_at is not None:
+            self.metrics.responder_watchdog_last.set(status.last_watchdog_at.timestamp())
+
+    def _tick_loop(self) -> None:
+        while not self._stopping.wait(TICK_SECONDS):
+            try:
+                self.tick()
+            except HistoryError as exc:  # the switch keeps its state and tries again
+                log.error("storing the alert path's state failed: %s", exc)
+            except Exception:
+                log.exception("the dead man's switch check failed")
