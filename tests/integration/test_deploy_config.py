@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -25,12 +26,15 @@ from tradeguard.rulecheck.inventory import InventoryRow, check_inventory, load_i
 from tradeguard.rulecheck.metricnames import check_metrics
 from tradeguard.rulecheck.paths import RepoPaths, find_repo_root
 from tradeguard.rulecheck.routing import (
+    BYPASS_RECEIVER,
     AmtoolError,
+    alert_services,
     amtool_receivers,
     compare_table_with_inventory,
     expectations_for,
     load_routes_table,
 )
+from tradeguard.rulecheck.rules import load_rules
 from tradeguard.rulecheck.tools import (
     check_amtool_config,
     check_promtool_config,
@@ -43,8 +47,10 @@ pytestmark = pytest.mark.integration
 PATHS = RepoPaths(find_repo_root(Path(__file__).parent))
 INVENTORY = load_inventory(PATHS.inventory)
 ROUTES = {route.alertname: route for route in load_routes_table(PATHS.routes_table)}
+SERVICES = alert_services(load_rules(PATHS.rule_files()))
 LOOPBACK = "127.0.0.1"
 RESPONDER_TOKEN = "secrets/responder-token"
+RESPONDER_WEBHOOK = "http://127.0.0.1:9466/alertmanager/webhook"
 
 # deploy/README.md, "Scrape jobs": job -> (scrape interval, value of the `service` target label).
 SCRAPE_JOBS: dict[str, tuple[str, str]] = {
@@ -118,13 +124,13 @@ def test_rules_use_only_known_metric_names() -> None:
 
 
 def test_routes_table_lists_the_inventory() -> None:
-    findings = compare_table_with_inventory(list(ROUTES.values()), INVENTORY)
+    findings = compare_table_with_inventory(list(ROUTES.values()), INVENTORY, SERVICES)
     assert not findings, describe(findings)
 
 
 def test_routes_table_is_the_policy_output() -> None:
     """routes.yml is what scripts/gen_routes_table.py writes: regenerate it after a change."""
-    assert list(ROUTES.values()) == expectations_for(INVENTORY)
+    assert list(ROUTES.values()) == expectations_for(INVENTORY, SERVICES)
 
 
 @pytest.mark.parametrize("row", INVENTORY, ids=[row.alert for row in INVENTORY])
@@ -180,8 +186,10 @@ def test_alertmanager_secrets_are_files_not_values() -> None:
         assert f" {inline}" not in text, f"{inline} set inline; use the *_file form"
     for receiver in config["receivers"]:
         hooks = receiver.get("webhook_configs", [])
+        if receiver["name"] == BYPASS_RECEIVER:
+            continue  # routes around the responder: test_bypass_receiver_avoids_the_responder
         assert any(
-            hook["url"] == "http://127.0.0.1:9466/alertmanager/webhook"
+            hook["url"] == RESPONDER_WEBHOOK
             and hook["send_resolved"] is True
             and hook["http_config"]["authorization"]["credentials_file"]
             == "secrets/responder-token"
@@ -189,6 +197,23 @@ def test_alertmanager_secrets_are_files_not_values() -> None:
         ), f"receiver {receiver['name']} does not post to the responder"
     for secret in ("responder-token", "slack-api-url", "pagerduty-routing-key", "smtp-password"):
         assert (PATHS.alertmanager_dir / "secrets" / secret).is_file(), secret
+
+
+def test_bypass_receiver_avoids_the_responder() -> None:
+    """Alerts about the responder must reach people without it: the bypass receiver mails
+    on-call and posts to another webhook, never to the responder or with its token."""
+    config = yaml.safe_load(PATHS.alertmanager_config.read_text())
+    receiver = next(r for r in config["receivers"] if r["name"] == BYPASS_RECEIVER)
+    assert receiver.get("email_configs"), "the bypass receiver has no e-mail"
+    hooks = receiver.get("webhook_configs", [])
+    assert hooks, "the bypass receiver has no webhook of its own"
+    responder = urlsplit(RESPONDER_WEBHOOK)
+    for hook in hooks:
+        url = urlsplit(hook["url"])
+        assert (url.hostname, url.port) != (responder.hostname, responder.port), hook["url"]
+        auth = hook.get("http_config", {}).get("authorization", {})
+        assert auth.get("credentials_file") != RESPONDER_TOKEN, "the responder's token"
+        assert hook["send_resolved"] is True
 
 
 # ---- live: a real Alertmanager and Prometheus on the shipped files ------------------------------
@@ -220,14 +245,15 @@ def _urls(node: Any) -> Iterator[str]:
 
 def render_alertmanager(dest: Path, sink_port: int) -> Path:
     """The shipped alertmanager.yml for a test: secret and template paths absolute, and every
-    outbound URL (responder webhook, PagerDuty, Slack) on the loopback port ``sink_port``."""
+    outbound URL (webhooks, keeping their paths, PagerDuty, Slack) on the loopback port
+    ``sink_port``."""
     source = PATHS.alertmanager_dir
     config = _absolute_files(yaml.safe_load(PATHS.alertmanager_config.read_text()), source)
     config["templates"] = [str(source / pattern) for pattern in config["templates"]]
     config["global"]["pagerduty_url"] = f"http://{LOOPBACK}:{sink_port}/v2/enqueue"
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):
-            hook["url"] = f"http://{LOOPBACK}:{sink_port}/alertmanager/webhook"
+            hook["url"] = f"http://{LOOPBACK}:{sink_port}{urlsplit(hook['url']).path}"
     dest.mkdir(parents=True, exist_ok=True)
     slack_url = dest / "slack-api-url"
     slack_url.write_text(f"http://{LOOPBACK}:{sink_port}/slack")
@@ -382,6 +408,8 @@ INHIBITION_CASES: list[tuple[dict[str, str], bool]] = [
     # Dragonfly unreachable mutes its other alerts on that instance
     (_alert("DragonflyDBConnectionFailure", "critical", "dragonflydb", instance="df:1"), False),
     (_alert("DragonflyDBHighLatency", "warning", "dragonflydb", instance="df:1"), True),
+    # nothing mutes the dead man's switch
+    (_alert("Watchdog", "none", "meta"), False),
 ]
 
 
@@ -467,3 +495,47 @@ def test_critical_alert_reaches_pager_chat_and_responder(
         "runbook: docs/runbooks/RedisNoClients.md",
     ):
         assert text in attachment["text"]
+
+
+def test_meta_routes_watchdog_and_responder_bypass(alertmanager: Alertmanager, sink: Sink) -> None:
+    """The Watchdog reaches the responder's webhook only (receiver `watchdog`); an alert about
+    the responder reaches the bypass sink, without the responder's token, and still pages."""
+    watchdog = {
+        "labels": {"alertname": "Watchdog", "severity": "none", "component": "meta"},
+        "annotations": {"summary": "An always-firing alert."},
+    }
+    down = {
+        "labels": _alert(
+            "ResponderDown", "critical", "meta", service="responder", instance="127.0.0.1:9466"
+        ),
+        "annotations": {"summary": "The alert responder does not answer."},
+    }
+    base = alertmanager.endpoint.url
+    httpx.post(f"{base}/api/v2/alerts", json=[watchdog, down], timeout=2.0).raise_for_status()
+
+    def names(path: str) -> set[tuple[str, str]]:
+        return {
+            (hook.body["receiver"], hook.body["alerts"][0]["labels"]["alertname"])
+            for hook in sink.posted_to(path)
+        }
+
+    expected_responder = {
+        ("watchdog", "Watchdog"),
+        ("pager", "ResponderDown"),
+        ("chat-critical", "ResponderDown"),
+    }
+
+    def delivered() -> bool:
+        return (
+            names("/alertmanager/webhook") == expected_responder
+            and names("/alerts") == {(BYPASS_RECEIVER, "ResponderDown")}
+            and bool(sink.posted_to("/v2/enqueue"))
+        )
+
+    wait_until(delivered, 20, "Watchdog to the responder, ResponderDown around it and to the pager")
+    for hook in sink.posted_to("/alerts"):
+        assert "Authorization" not in hook.headers, "the bypass sink got a bearer token"
+    pages = [event.body["payload"]["summary"] for event in sink.posted_to("/v2/enqueue")]
+    assert all("Watchdog" not in summary for summary in pages), "the Watchdog paged"
+    chats = [post.body["attachments"][0]["title"] for post in sink.posted_to("/slack")]
+    assert all("Watchdog" not in title for title in chats), "the Watchdog reached chat"

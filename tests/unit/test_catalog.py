@@ -23,6 +23,8 @@ ALLOWED_LABELS = {
     "redis_leader",
     "db_leader",
     "version",
+    "channel",  # a configured notification channel: a handful per responder
+    "outcome",
 }
 FORBIDDEN_LABELS = {"trade_id", "signal_id", "result_id", "order_id"}
 UNIT_SUFFIXES = ("_seconds", "_bytes", "_ratio", "_total", "_info")

@@ -16,9 +16,14 @@ from tradeguard.rulecheck.paths import RepoPaths, find_repo_root
 from tradeguard.rulecheck.report import render
 from tradeguard.rulecheck.routing import (
     RouteExpectation,
+    alert_services,
     compare_table_with_inventory,
+    expectations_for,
+    load_routes_table,
     policy_receivers,
+    render_routes_table,
 )
+from tradeguard.rulecheck.rules import load_rules
 from tradeguard.rulecheck.tools import check_promtool_config
 
 INVENTORY = """\
@@ -219,6 +224,80 @@ def test_metrics_reports_unscannable_expression(repo: RepoPaths) -> None:
     assert "cannot scan expression" in messages(check_metrics(repo))[0]
 
 
+WATCHDOG_ROW = "-,meta,Watchdog,not from a seed: always firing,none,none\n"
+
+WATCHDOG_RULES = """\
+groups:
+  - name: tradeguard.meta
+    rules:
+      - alert: Watchdog
+        expr: vector(1)
+        labels: {severity: none, component: meta, service: prometheus}
+        annotations:
+          summary: An always-firing alert.
+          description: Feeds the dead man's switch.
+          runbook_url: docs/runbooks/Watchdog.md
+          action: none
+"""
+
+WATCHDOG_TESTS = """\
+rule_files: [../rules/meta.rules.yml]
+tests:
+  - interval: 1s
+    alert_rule_test:
+      - {eval_time: 0s, alertname: Watchdog, exp_alerts: [{exp_labels: {severity: none}}]}
+"""
+
+
+@pytest.fixture
+def watchdog_repo(repo: RepoPaths) -> RepoPaths:
+    """``repo`` plus the always-firing Watchdog of component meta, tested only firing."""
+    with (repo.deploy / "alert-inventory.csv").open("a") as inventory:
+        inventory.write(WATCHDOG_ROW)
+    write_rules(repo, WATCHDOG_RULES, name="meta.rules.yml")
+    (repo.tests_dir / "meta.test.yml").write_text(WATCHDOG_TESTS)
+    (repo.runbooks_dir / "Watchdog.md").write_text("# Watchdog\n")
+    return repo
+
+
+def test_watchdog_may_have_severity_none_no_metric_and_no_silent_case(
+    watchdog_repo: RepoPaths,
+) -> None:
+    assert check_inventory(watchdog_repo) == []
+    assert check_tests(watchdog_repo) == []
+    assert check_metrics(watchdog_repo) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # another component: not the dead man's switch, so every usual rule applies
+        ("component: meta", "component: redis"),
+        # a condition instead of the constant: it can be silent, so it must be tested silent
+        ("expr: vector(1)", "expr: vector(1) > 2"),
+    ],
+)
+def test_watchdog_exception_is_narrow(watchdog_repo: RepoPaths, change: str, expected: str) -> None:
+    write_rules(watchdog_repo, WATCHDOG_RULES.replace(change, expected), name="meta.rules.yml")
+    found = "\n".join(
+        messages(check_inventory(watchdog_repo))
+        + messages(check_tests(watchdog_repo))
+        + messages(check_metrics(watchdog_repo))
+    )
+    assert "severity 'none' is not one of critical, warning, info" in found
+    assert "Watchdog: no alert_rule_test where it stays silent" in found
+    assert "Watchdog (meta.rules.yml): expression selects no metric" in found
+
+
+def test_severity_none_is_only_for_the_watchdog(repo: RepoPaths) -> None:
+    write_rules(repo, GOOD_RULES.replace("severity: warning", "severity: none"))
+    assert messages(check_inventory(repo)) == [
+        "RedisMemoryHigh (redis.rules.yml): severity 'none' is not one of critical, warning, "
+        "info ('none' only for the always-firing Watchdog of component meta)",
+        "RedisMemoryHigh: no rule with the inventory's severity 'warning' (rules have none)",
+    ]
+
+
 def test_routing_policy() -> None:
     assert policy_receivers("ha_coordination", "critical") == ("pager", "chat-critical")
     assert policy_receivers("redis", "warning") == ("chat-warnings",)
@@ -227,6 +306,62 @@ def test_routing_policy() -> None:
     assert policy_receivers("docker", "warning") == ("docker-team",)
     assert policy_receivers("trading_bot", "critical") == ("pager", "trading-chat")
     assert policy_receivers("redis", "info") == ("responder",)
+
+
+def test_routing_policy_for_meta_alerts() -> None:
+    # The Watchdog feeds the dead man's switch and goes nowhere else.
+    assert policy_receivers("meta", "none", "Watchdog", "prometheus") == ("watchdog",)
+    # Alerts about the responder go around it first, then route as usual.
+    assert policy_receivers("meta", "critical", "ResponderDown", "responder") == (
+        "responder-bypass",
+        "pager",
+        "chat-critical",
+    )
+    assert policy_receivers("meta", "warning", "ResponderOutboxBacklog", "responder") == (
+        "responder-bypass",
+        "chat-warnings",
+    )
+    assert policy_receivers("meta", "info", "ResponderNote", "responder") == ("responder-bypass",)
+    # Other meta alerts, and the responder's service on other components, route as usual.
+    assert policy_receivers("meta", "warning", "TargetDown", "prometheus") == ("chat-warnings",)
+    assert policy_receivers("redis", "critical", "RedisDown", "responder") == (
+        "pager",
+        "chat-critical",
+    )
+
+
+def test_routes_table_carries_the_rules_service(watchdog_repo: RepoPaths, tmp_path: Path) -> None:
+    rows = [
+        InventoryRow("-", "meta", "Watchdog", "", "none", "none"),
+        InventoryRow("002", "redis", "RedisDown", "", "critical", ""),
+        InventoryRow("-", "meta", "NoRule", "", "warning", "none"),
+    ]
+    services = alert_services(load_rules(watchdog_repo.rule_files()))
+    assert services == {"RedisDown": "redis", "RedisMemoryHigh": "redis", "Watchdog": "prometheus"}
+    table = tmp_path / "routes.yml"
+    table.write_text(render_routes_table(rows, services))
+    loaded = load_routes_table(table)
+    assert loaded == expectations_for(rows, services)
+    assert [route.labels for route in loaded] == [
+        {"alertname": "Watchdog", "component": "meta", "severity": "none", "service": "prometheus"},
+        {
+            "alertname": "RedisDown",
+            "component": "redis",
+            "severity": "critical",
+            "service": "redis",
+        },
+        {"alertname": "NoRule", "component": "meta", "severity": "warning"},
+    ]
+    assert [route.receivers for route in loaded] == [
+        ("watchdog",),
+        ("pager", "chat-critical"),
+        ("chat-warnings",),
+    ]
+
+
+def test_templated_service_is_left_out_of_the_table(repo: RepoPaths) -> None:
+    write_rules(repo, GOOD_RULES.replace("service: redis}", "service: '{{ $labels.service }}'}"))
+    assert alert_services(load_rules(repo.rule_files())) == {"RedisDown": "", "RedisMemoryHigh": ""}
 
 
 def test_routes_table_must_match_inventory() -> None:
@@ -243,6 +378,23 @@ def test_routes_table_must_match_inventory() -> None:
         "RedisMemoryHigh: missing from routes.yml",
         "Extra: in routes.yml but not in the inventory",
     ]
+
+
+def test_routes_table_must_carry_the_rules_service() -> None:
+    rows = [
+        InventoryRow("-", "meta", "ResponderDown", "", "critical", "none"),
+        InventoryRow("-", "meta", "TargetDown", "", "warning", "none"),
+    ]
+    table = [
+        RouteExpectation("ResponderDown", "meta", "critical", ("pager",), "prometheus"),
+        RouteExpectation("TargetDown", "meta", "warning", ("chat-warnings",)),
+    ]
+    services = {"ResponderDown": "responder", "TargetDown": "prometheus"}
+    assert messages(compare_table_with_inventory(table, rows, services)) == [
+        "ResponderDown: routes.yml has service 'prometheus'; the rule has 'responder'",
+        "TargetDown: routes.yml has service '-'; the rule has 'prometheus'",
+    ]
+    assert compare_table_with_inventory(table, rows) == []  # without services: not compared
 
 
 def test_missing_binary_says_run_make_setup(

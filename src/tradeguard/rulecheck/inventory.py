@@ -14,7 +14,13 @@ from pathlib import Path
 from tradeguard.metrics.vocabulary import REMEDIATION_ACTIONS
 from tradeguard.rulecheck.findings import Finding
 from tradeguard.rulecheck.paths import RepoPaths
-from tradeguard.rulecheck.rules import AlertRule, RuleSet, load_rules
+from tradeguard.rulecheck.rules import (
+    WATCHDOG_SEVERITY,
+    AlertRule,
+    RuleSet,
+    is_watchdog,
+    load_rules,
+)
 
 CHECK = "inventory"
 SEVERITIES = ("critical", "warning", "info")
@@ -72,8 +78,12 @@ def check_rule(rule: AlertRule, row: InventoryRow, paths: RepoPaths) -> list[Fin
         if not rule.annotations.get(annotation):
             problem(f"missing annotation `{annotation}`")
     severity = rule.labels.get("severity")
-    if severity and severity not in SEVERITIES:
-        problem(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    watchdog_severity = severity == WATCHDOG_SEVERITY and is_watchdog(rule)
+    if severity and severity not in SEVERITIES and not watchdog_severity:
+        problem(
+            f"severity {severity!r} is not one of {', '.join(SEVERITIES)} "
+            f"({WATCHDOG_SEVERITY!r} only for the always-firing Watchdog of component meta)"
+        )
     component = rule.labels.get("component")
     if component and component != row.component:
         problem(f"component label {component!r} differs from the inventory's {row.component!r}")

@@ -14,7 +14,7 @@ from tradeguard.metrics.catalog import catalog_series_names
 from tradeguard.rulecheck.findings import Finding
 from tradeguard.rulecheck.paths import RepoPaths
 from tradeguard.rulecheck.promql import PromQLSyntaxError, metric_names
-from tradeguard.rulecheck.rules import RuleSet, load_rules
+from tradeguard.rulecheck.rules import RuleSet, is_watchdog, load_rules
 
 CHECK = "metrics"
 
@@ -61,16 +61,17 @@ def check_metrics(paths: RepoPaths, rules: RuleSet | None = None) -> list[Findin
     rule_set = rules if rules is not None else load_rules(paths.rule_files(), CHECK)
     known = known_metric_names(paths, rule_set)
     found: list[Finding] = []
-    expressions = [(rule.name, rule.file, rule.expr) for rule in rule_set.alerts]
-    expressions += [(record.name, record.file, record.expr) for record in rule_set.records]
-    for name, file, expr in expressions:
+    # The Watchdog (`vector(1)`) selects no metric by design; every other rule must select one.
+    expressions = [(rule.name, rule.file, rule.expr, is_watchdog(rule)) for rule in rule_set.alerts]
+    expressions += [(record.name, record.file, record.expr, False) for record in rule_set.records]
+    for name, file, expr, constant in expressions:
         subject = f"{name} ({file.name})"
         try:
             used = metric_names(expr)
         except PromQLSyntaxError as exc:
             found.append(Finding(CHECK, subject, f"cannot scan expression: {exc}"))
             continue
-        if not used:
+        if not used and not constant:
             found.append(Finding(CHECK, subject, "expression selects no metric"))
         for metric in used:
             if metric not in known:

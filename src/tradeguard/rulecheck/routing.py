@@ -1,10 +1,11 @@
 """The expected Alertmanager routing of every inventory alert, and the check against amtool.
 
 ``deploy/alertmanager/routes.yml`` is the routing table the seeds ask for, written out: for each
-inventory alert (name, component, severity) the receivers Alertmanager must notify, in order.
-It is generated from the inventory by :func:`render_routes_table` (``scripts/gen_routes_table.py``)
-with the policy below, reviewed, and then checked against the shipped ``alertmanager.yml`` with
-``amtool config routes test``, so a routing change that moves an alert shows up in review.
+inventory alert (name, component, severity, and the ``service`` label of its rule) the receivers
+Alertmanager must notify, in order. It is generated from the inventory and the rules by
+:func:`render_routes_table` (``scripts/gen_routes_table.py``) with the policy below, reviewed,
+and then checked against the shipped ``alertmanager.yml`` with ``amtool config routes test``, so
+a routing change that moves an alert shows up in review.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import yaml
 from tradeguard.rulecheck.findings import Finding
 from tradeguard.rulecheck.inventory import InventoryRow, load_inventory
 from tradeguard.rulecheck.paths import RepoPaths
-from tradeguard.rulecheck.rules import load_yaml
+from tradeguard.rulecheck.rules import WATCHDOG_ALERT, RuleSet, load_rules, load_yaml
 from tradeguard.rulecheck.tools import ToolMissingError, run_tool
 
 CHECK = "routes"
@@ -29,11 +30,24 @@ TRADING_COMPONENTS = frozenset(
     {"trade_engine", "trading_bot", "signal_stream", "result_stream", "redis_trade_state"}
 )
 
+# The Watchdog feeds the responder's dead man's switch through its own receiver and nothing else.
+WATCHDOG_RECEIVER = "watchdog"
+# Meta alerts about the responder must not depend on it: this receiver reaches people without
+# passing through the responder, and routing continues to the normal routes.
+BYPASS_RECEIVER = "responder-bypass"
 
-def policy_receivers(component: str, severity: str) -> tuple[str, ...]:
-    """The receivers the routing policy (seeds 003 and 004) sends an alert to, in the order
-    Alertmanager's tree visits them. Mirrors deploy/alertmanager/alertmanager.yml."""
+
+def policy_receivers(
+    component: str, severity: str, alertname: str = "", service: str = ""
+) -> tuple[str, ...]:
+    """The receivers the routing policy (seeds 003 and 004, plus the meta routes) sends an
+    alert to, in the order Alertmanager's tree visits them. Mirrors
+    deploy/alertmanager/alertmanager.yml."""
+    if alertname == WATCHDOG_ALERT:
+        return (WATCHDOG_RECEIVER,)
     receivers: list[str] = []
+    if component == "meta" and service == "responder":
+        receivers.append(BYPASS_RECEIVER)  # routing continues
     if severity == "critical":
         receivers.append("pager")  # every critical pages, and routing continues
     if component == "system":
@@ -57,47 +71,77 @@ class RouteExpectation:
     component: str
     severity: str
     receivers: tuple[str, ...]
+    service: str = ""  # the rule's `service` label; empty when no rule defines the alert
 
     @property
     def labels(self) -> dict[str, str]:
-        return {"alertname": self.alertname, "component": self.component, "severity": self.severity}
+        labels = {
+            "alertname": self.alertname,
+            "component": self.component,
+            "severity": self.severity,
+        }
+        if self.service:
+            labels["service"] = self.service
+        return labels
 
 
 HEADER = """\
 # Expected Alertmanager routing of every alert in alert-inventory.csv: for each alert, the
 # receivers `amtool config routes test --config.file=deploy/alertmanager/alertmanager.yml
-# alertname=A component=C severity=S` must print, in that order.
+# alertname=A component=C severity=S service=V` must print, in that order (V: the `service`
+# label of the alert's rule).
 #
 # Policy (seeds 003 and 004): every critical pages (pager, continue); system alerts mail the
 # sysadmins and continue; docker alerts go to docker-team; trading-path alerts go to
 # trading-chat; everything else to chat-critical or chat-warnings by severity. Alerts with
 # neither severity go to the responder only. Every receiver also posts to the tradeguard
-# responder's webhook. Trading-path components:
+# responder's webhook, except two meta routes ahead of all others: the Watchdog goes to
+# `watchdog` only (the responder's dead man's switch), and meta alerts about the responder
+# (component meta, service responder) go first to `responder-bypass`, which does not pass
+# through the responder, and then on as above. Trading-path components:
 #   {trading}
 #
-# Generated from the inventory by scripts/gen_routes_table.py (tradeguard.rulecheck.routing);
-# checked by tests/integration/test_deploy_config.py and `tradeguard rules check`.
+# Generated from the inventory and the rules by scripts/gen_routes_table.py
+# (tradeguard.rulecheck.routing); checked by tests/integration/test_deploy_config.py and
+# `tradeguard rules check`.
 """
 
 
-def expectations_for(rows: Iterable[InventoryRow]) -> list[RouteExpectation]:
-    """The table the policy yields for ``rows``."""
-    return [
-        RouteExpectation(
-            row.alert, row.component, row.severity, policy_receivers(row.component, row.severity)
-        )
-        for row in rows
-    ]
+def alert_services(rules: RuleSet) -> dict[str, str]:
+    """Alert name -> the ``service`` label of its rule (the first one, for a split alert); a
+    templated label (``{{ $labels.service }}``) is the series' own and left out as unknown."""
+    services: dict[str, str] = {}
+    for rule in rules.alerts:
+        service = rule.labels.get("service", "")
+        services.setdefault(rule.name, "" if "{{" in service else service)
+    return services
 
 
-def render_routes_table(rows: Iterable[InventoryRow]) -> str:
+def expectations_for(
+    rows: Iterable[InventoryRow], services: Mapping[str, str] | None = None
+) -> list[RouteExpectation]:
+    """The table the policy yields for ``rows``, with each alert's ``service`` label taken from
+    ``services`` (:func:`alert_services` of the rules)."""
+    known = services or {}
+    table: list[RouteExpectation] = []
+    for row in rows:
+        service = known.get(row.alert, "")
+        receivers = policy_receivers(row.component, row.severity, row.alert, service)
+        table.append(RouteExpectation(row.alert, row.component, row.severity, receivers, service))
+    return table
+
+
+def render_routes_table(
+    rows: Iterable[InventoryRow], services: Mapping[str, str] | None = None
+) -> str:
     """routes.yml text for ``rows``: one flow-style mapping per alert, in inventory order."""
     lines = [HEADER.format(trading=", ".join(sorted(TRADING_COMPONENTS))), "routes:"]
-    for route in expectations_for(rows):
+    for route in expectations_for(rows, services):
         receivers = ", ".join(route.receivers)
+        service = f"service: {route.service}, " if route.service else ""
         lines.append(
             f"  - {{alertname: {route.alertname}, component: {route.component}, "
-            f"severity: {route.severity}, receivers: [{receivers}]}}"
+            f"severity: {route.severity}, {service}receivers: [{receivers}]}}"
         )
     return "\n".join(lines) + "\n"
 
@@ -118,6 +162,7 @@ def load_routes_table(path: Path) -> list[RouteExpectation]:
                 component=str(entry["component"]),
                 severity=str(entry["severity"]),
                 receivers=tuple(str(r) for r in entry["receivers"]),
+                service=str(entry.get("service", "")),
             )
         )
     return table
@@ -165,9 +210,12 @@ def compare_route(config: Path, expected: RouteExpectation) -> list[Finding]:
 
 
 def compare_table_with_inventory(
-    table: Sequence[RouteExpectation], rows: Sequence[InventoryRow]
+    table: Sequence[RouteExpectation],
+    rows: Sequence[InventoryRow],
+    services: Mapping[str, str] | None = None,
 ) -> list[Finding]:
-    """The table lists exactly the inventory's alerts with their component and severity."""
+    """The table lists exactly the inventory's alerts with their component and severity, and
+    (given ``services``, from :func:`alert_services`) the ``service`` label of their rules."""
     found: list[Finding] = []
     by_name = {route.alertname: route for route in table}
     for row in rows:
@@ -181,6 +229,15 @@ def compare_table_with_inventory(
                     row.alert,
                     f"routes.yml has {route.component}/{route.severity}; "
                     f"the inventory has {row.component}/{row.severity}",
+                )
+            )
+        elif services is not None and route.service != services.get(row.alert, ""):
+            found.append(
+                Finding(
+                    CHECK,
+                    row.alert,
+                    f"routes.yml has service {route.service or '-'!r}; "
+                    f"the rule has {services.get(row.alert) or '-'!r}",
                 )
             )
     inventory_names = {row.alert for row in rows}
@@ -199,7 +256,8 @@ def check_routes(paths: RepoPaths, workers: int = 8) -> list[Finding]:
         table = load_routes_table(paths.routes_table)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         return [Finding(CHECK, str(paths.routes_table), f"cannot read the routing table: {exc}")]
-    found = compare_table_with_inventory(table, load_inventory(paths.inventory))
+    services = alert_services(load_rules(paths.rule_files(), CHECK))
+    found = compare_table_with_inventory(table, load_inventory(paths.inventory), services)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for findings in pool.map(lambda route: compare_route(config, route), table):

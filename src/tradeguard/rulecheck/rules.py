@@ -55,6 +55,24 @@ class RuleSet:
         return {rule.name for rule in self.alerts}
 
 
+# The dead man's switch (component `meta`): an alert that always fires, so the responder can
+# tell when alerts stop arriving. It is the one rule with severity `none`, with no metric in its
+# expression and with no promtool case where it stays silent.
+WATCHDOG_ALERT = "Watchdog"
+WATCHDOG_COMPONENT = "meta"
+WATCHDOG_SEVERITY = "none"
+WATCHDOG_EXPR = "vector(1)"
+
+
+def is_watchdog(rule: AlertRule) -> bool:
+    """Whether ``rule`` is the always-firing Watchdog of component meta (``vector(1)``)."""
+    return (
+        rule.name == WATCHDOG_ALERT
+        and rule.labels.get("component") == WATCHDOG_COMPONENT
+        and "".join(rule.expr.split()) == WATCHDOG_EXPR
+    )
+
+
 def _strings(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         return {}
