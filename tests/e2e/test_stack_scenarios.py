@@ -118,9 +118,9 @@ def test_scenarios_fire_in_time_resolve_and_lose_nothing(live_stack: LiveStack) 
 def test_alertmanager_crash_is_reported_by_status_and_by_an_alert(
     live_stack: LiveStack,
 ) -> None:
-    live_stack.stack.kill_child("alertmanager")
+    live_stack.stack.kill_child("alertmanager-1")
     try:
-        assert read_stack_status(live_stack.layout).children["alertmanager"] is False
+        assert read_stack_status(live_stack.layout).children["alertmanager-1"] is False
         out = subprocess.run(
             [
                 sys.executable,
@@ -148,9 +148,9 @@ def test_alertmanager_crash_is_reported_by_status_and_by_an_alert(
 
         wait_until(alert_firing, 40, "DockerServiceDown for the dead Alertmanager")
     finally:
-        live_stack.stack.start_child("alertmanager")
+        live_stack.stack.start_child("alertmanager-1")
     wait_until(
-        lambda: read_stack_status(live_stack.layout).children.get("alertmanager", True),
+        lambda: read_stack_status(live_stack.layout).children.get("alertmanager-1", True),
         10,
         "Alertmanager to run again",
     )

@@ -160,19 +160,56 @@ class Prometheus(ManagedProcess):
         return _http_ok(f"{self.endpoint.url}/-/ready")
 
 
+@dataclass(frozen=True)
+class AlertmanagerCluster:
+    """Gossip settings for one Alertmanager peer of a high-availability pair (or more).
+
+    The defaults suit peers on one host: Alertmanager's own (15 s peer timeout, 200 ms gossip,
+    1 min push-pull) are sized for a network, and the peer timeout is how long the second peer
+    holds a notification back to let the first one's go out and be gossiped: 15 s of that would
+    slow every local alert that the first peer cannot send. A shorter gossip interval also
+    shortens the settle phase (10 gossip intervals a poll) during which a new peer sends nothing.
+    """
+
+    listen_port: int
+    peers: tuple[str, ...] = ()  # host:port of the other peers' cluster listeners
+    peer_timeout: str = "2s"
+    gossip_interval: str = "100ms"
+    pushpull_interval: str = "5s"
+
+    def args(self) -> list[str]:
+        return [
+            f"--cluster.listen-address={LOOPBACK}:{self.listen_port}",
+            *(f"--cluster.peer={peer}" for peer in self.peers),
+            f"--cluster.peer-timeout={self.peer_timeout}",
+            f"--cluster.gossip-interval={self.gossip_interval}",
+            f"--cluster.pushpull-interval={self.pushpull_interval}",
+        ]
+
+
 class Alertmanager(ManagedProcess):
-    """prometheus-alertmanager, clustering off, its own storage directory."""
+    """prometheus-alertmanager with its own storage directory; clustering off unless asked.
+
+    Without ``cluster`` the peer listens for gossip nowhere (``--cluster.listen-address=``), so
+    a stand-alone test instance neither binds port 9094 nor waits for peers that never come.
+    """
 
     def __init__(
-        self, workdir: Path, config_file: Path, port: int | None = None, name: str = "alertmanager"
+        self,
+        workdir: Path,
+        config_file: Path,
+        port: int | None = None,
+        name: str = "alertmanager",
+        cluster: AlertmanagerCluster | None = None,
     ) -> None:
         self.endpoint = Endpoint(LOOPBACK, port or free_port())
+        self.cluster = cluster
         argv = [
             require_binary("prometheus-alertmanager"),
             f"--config.file={config_file}",
             f"--storage.path={workdir / 'data'}",
             f"--web.listen-address={LOOPBACK}:{self.endpoint.port}",
-            "--cluster.listen-address=",
+            *(cluster.args() if cluster else ["--cluster.listen-address="]),
         ]
         super().__init__(name, argv, workdir, health=self._ready)
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tradeguard.errors import TradeguardError
 from tradeguard.stack.layout import StackLayout
 from tradeguard.stack.stack import Stack
-from tradeguard.stack.status import pid_alive, read_stack_status
+from tradeguard.stack.status import StackStatus, pid_alive, read_stack_status
 
 
 class StackError(TradeguardError):
@@ -182,8 +183,97 @@ def status(console: Console, run_dir: Path) -> int:
             )
             firing.add_row(labels.get("alertname", "?"), labels.get("severity", ""), extra)
         console.print(firing)
+    _print_alertmanagers(console, st)
+    _print_responder(console, st)
+    _print_bypassed(console, st)
     down_targets = [t for t in st.targets if t["health"] != "up"]
-    return 1 if st.dead or down_targets or st.prometheus_error else 0
+    broken_path = st.alert_path.get("state") == "broken"
+    problems = st.dead or down_targets or st.prometheus_error or broken_path
+    return 1 if problems or not st.cluster_complete else 0
+
+
+def _print_alertmanagers(console: Console, st: StackStatus) -> None:
+    expected = len(st.alertmanagers)
+    peers = Table(
+        "peer",
+        "URL",
+        "cluster",
+        "members",
+        title=f"Alertmanager cluster ({expected} peers)",
+        title_justify="left",
+    )
+    for name, peer in st.alertmanagers.items():
+        if not peer.reachable:
+            peers.add_row(name, peer.url, "[red]unreachable[/]", "")
+            continue
+        colour = "green" if peer.members == expected and peer.cluster_status == "ready" else "red"
+        peers.add_row(
+            name, peer.url, f"[{colour}]{peer.cluster_status}[/]", f"[{colour}]{peer.members}[/]"
+        )
+    console.print(peers)
+
+
+def _print_responder(console: Console, st: StackStatus) -> None:
+    """The responder's own view: its alert path (the dead man's switch) and outbox, if it
+    reports them (older responders answer /healthz with the status only)."""
+    if st.responder is None:
+        console.print(f"[red]responder: {escape(st.responder_error)}[/]")
+        return
+    health = escape(str(st.responder.get("status", "?")))
+    line = f"responder: [{'green' if health == 'ok' else 'red'}]{health}[/]"
+    path = st.alert_path
+    if path:
+        state = escape(str(path.get("state", "?")))
+        colour = {"ok": "green", "broken": "red"}.get(state, "yellow")
+        line += f"; alert path [{colour}]{state}[/]"
+        if path.get("since"):
+            line += f" since {escape(str(path['since']))}"
+        if path.get("last_watchdog_at"):
+            line += f", last Watchdog {escape(str(path['last_watchdog_at']))}"
+        if path.get("timeout_seconds") is not None:
+            line += f" (timeout {path['timeout_seconds']}s)"
+    outbox = st.outbox
+    if outbox:
+        line += "; outbox " + ", ".join(
+            f"{key} {escape(str(outbox[key]))}"
+            for key in ("pending", "held", "dead")
+            if key in outbox
+        )
+    console.print(line)
+
+
+def _print_bypassed(console: Console, st: StackStatus) -> None:
+    if st.bypass_error:
+        console.print(f"[red]{st.bypass_error}[/]")
+        return
+    if not st.bypassed:
+        console.print("around the responder (bypass sink): nothing received")
+        return
+    table = Table(
+        "received",
+        "status",
+        "alert",
+        "labels",
+        title="around the responder (bypass sink, newest first)",
+        title_justify="left",
+    )
+    for record in st.bypassed:
+        labels = record.get("labels")
+        if not isinstance(labels, dict):
+            labels = {}
+        status = str(record.get("status", "?"))
+        extra = ", ".join(
+            f"{k}={v}"
+            for k, v in labels.items()
+            if k not in ("alertname", "component", "service", "env", "source")
+        )
+        table.add_row(  # the file's text is whatever was posted: no markup from it
+            escape(str(record.get("received_at", ""))),
+            f"[{'red' if status == 'firing' else 'green'}]{escape(status)}[/]",
+            escape(str(record.get("alertname", "?"))),
+            escape(extra[:80]),
+        )
+    console.print(table)
 
 
 def check(console: Console, prometheus_url: str) -> int:
@@ -243,19 +333,22 @@ def alerts_test(console: Console, layout: StackLayout, timeout: float) -> int:
     view = ResponderView(layout.responder_url, ensure_token(layout))
 
     def post(ends: datetime | None) -> None:
+        """To every peer, as Prometheus does (peers gossip silences and what they notified, not
+        alerts); one accepting is enough, so the test also passes with a peer down."""
         body: dict[str, Any] = {"labels": labels, "annotations": annotations}
         if ends is not None:
             body["endsAt"] = ends.isoformat()
-        try:
-            reply = httpx.post(f"{layout.alertmanager_url}/api/v2/alerts", json=[body], timeout=5)
-        except httpx.HTTPError as exc:
-            raise StackError(
-                f"Alertmanager unreachable at {layout.alertmanager_url}: {exc}"
-            ) from None
-        if reply.status_code != 200:
-            raise StackError(
-                f"Alertmanager refused the test alert: {reply.status_code} {reply.text[:200]}"
-            )
+        failures = []
+        for url in layout.alertmanager_urls.values():
+            try:
+                reply = httpx.post(f"{url}/api/v2/alerts", json=[body], timeout=5)
+            except httpx.HTTPError as exc:
+                failures.append(f"{url} unreachable: {exc}")
+                continue
+            if reply.status_code != 200:
+                failures.append(f"{url} refused it: {reply.status_code} {reply.text[:200]}")
+        if len(failures) == len(layout.alertmanager_urls):
+            raise StackError("no Alertmanager took the test alert: " + "; ".join(failures))
 
     def wait_for(status: str, since: float) -> float | None:
         deadline = time.monotonic() + timeout

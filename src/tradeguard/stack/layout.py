@@ -7,7 +7,7 @@ The layout is decided once at ``tradeguard up`` (free loopback ports) and writte
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tradeguard.config import Layer
@@ -15,6 +15,9 @@ from tradeguard.process.ports import free_port
 
 STATE_FILE = "stack.json"
 LOOPBACK = "127.0.0.1"
+# Alertmanager runs as a high-availability pair, as in production: a second peer that gossips
+# its notification log with the first, so losing one peer loses no notification.
+ALERTMANAGER_PEERS = ("alertmanager-1", "alertmanager-2")
 
 
 @dataclass
@@ -30,7 +33,9 @@ class StackLayout:
     node_port: int = 0
     responder_port: int = 0
     prometheus_port: int = 0
-    alertmanager_port: int = 0
+    alertmanager_ports: dict[str, int] = field(default_factory=dict)  # peer -> web port
+    alertmanager_cluster_ports: dict[str, int] = field(default_factory=dict)  # peer -> gossip
+    bypass_sink_port: int = 0
     supervisor_pid: int | None = None
     pids: dict[str, int] = field(default_factory=dict)
     ready: bool = False
@@ -54,7 +59,10 @@ class StackLayout:
         layout.node_port = free_port()
         layout.responder_port = free_port()
         layout.prometheus_port = free_port()
-        layout.alertmanager_port = free_port()
+        for peer in ALERTMANAGER_PEERS:
+            layout.alertmanager_ports[peer] = free_port()
+            layout.alertmanager_cluster_ports[peer] = free_port()
+        layout.bypass_sink_port = free_port()
         return layout
 
     # ---- URLs -------------------------------------------------------------------------
@@ -66,8 +74,35 @@ class StackLayout:
         return f"http://{LOOPBACK}:{self.prometheus_port}"
 
     @property
+    def alertmanager_urls(self) -> dict[str, str]:
+        """Peer name -> web URL, first peer first."""
+        return {peer: f"http://{LOOPBACK}:{port}" for peer, port in self.alertmanager_ports.items()}
+
+    @property
     def alertmanager_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.alertmanager_port}"
+        """The first peer's URL, for a client that needs only one (each peer takes alerts)."""
+        return next(iter(self.alertmanager_urls.values()))
+
+    def alertmanager_peers_of(self, peer: str) -> list[str]:
+        """host:port of the gossip listeners of every peer but ``peer``, for its --cluster.peer."""
+        return [
+            f"{LOOPBACK}:{port}"
+            for name, port in self.alertmanager_cluster_ports.items()
+            if name != peer
+        ]
+
+    @property
+    def bypass_sink_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.bypass_sink_port}"
+
+    @property
+    def bypass_sink_file(self) -> Path:
+        """JSON lines, one per alert that reached the sink instead of the responder."""
+        return self.run_dir / "bypass-sink" / "alerts.jsonl"
+
+    @property
+    def bypass_sink_token_file(self) -> Path:
+        return self.run_dir / "secrets" / "bypass-sink-token"
 
     @property
     def responder_url(self) -> str:
@@ -93,12 +128,10 @@ class StackLayout:
         return self.run_dir / "engine"
 
     def urls(self) -> dict[str, str]:
-        out = {
-            "prometheus": self.prometheus_url,
-            "alertmanager": self.alertmanager_url,
-            "responder": self.responder_url,
-            "responder /metrics": f"{self.responder_url}/metrics",
-        }
+        out = {"prometheus": self.prometheus_url, **self.alertmanager_urls}
+        out["responder"] = self.responder_url
+        out["responder /metrics"] = f"{self.responder_url}/metrics"
+        out["bypass sink"] = self.bypass_sink_url
         for replica in self.engine_ports:
             out[f"{replica} /metrics"] = self.engine_metrics_url(replica)
         return out
@@ -119,4 +152,7 @@ class StackLayout:
             return None
         data = json.loads(path.read_text())
         data["run_dir"] = Path(data["run_dir"])
-        return cls(**data)
+        # A state file written by an older version may carry keys since renamed (the single
+        # ``alertmanager_port``): drop them, so ``down`` can still stop that stack by its pids.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,8 +1,13 @@
 """The local stack: every component as a supervised child process under one run directory.
 
-Start order follows dependencies (Redis, exporters, responder, engine replicas, workload,
-Prometheus, Alertmanager); each must pass its health check before the next starts, and a
-failure names the part and shows its log. Stop runs in reverse, children included.
+Start order follows dependencies (Redis, exporters, responder, bypass sink, engine replicas,
+workload, Prometheus, the Alertmanager peers); each must pass its health check before the next
+starts, and a failure names the part and shows its log. Stop runs in reverse, children included.
+
+Alertmanager runs as two gossiping peers, as in production, and Prometheus sends every alert to
+both: a test or a fault scenario that kills one peer sees what production would, the other peer
+notifying alone. Alerts about the responder itself (receiver ``responder-bypass``) go to the
+bypass sink, a separate small process, so they arrive even when the responder does not.
 """
 
 from __future__ import annotations
@@ -22,17 +27,27 @@ from tradeguard.errors import ServiceError
 from tradeguard.process import ManagedProcess, wait_until
 from tradeguard.process.services import (
     Alertmanager,
+    AlertmanagerCluster,
     NodeExporter,
     Prometheus,
     RedisExporter,
     RedisServer,
 )
 from tradeguard.stack.layout import StackLayout
-from tradeguard.stack.render import local_targets, render_alertmanager, render_prometheus
+from tradeguard.stack.render import (
+    ensure_bypass_token,
+    ensure_token,
+    local_targets,
+    render_alertmanager,
+    render_prometheus,
+)
 from tradeguard.stack.status import read_stack_status
 
 log = logging.getLogger(__name__)
 STREAMS = "tg:signals,tg:results"
+# The fast profile's Watchdog repeats every 6 s (render.WATCHDOG_TIMERS): a switch that trips
+# after 20 s notices a broken alert path within a demo, yet tolerates two lost repeats.
+FAST_WATCHDOG_TIMEOUT_SECONDS = 20
 
 
 def repo_deploy_dir() -> Path:
@@ -96,6 +111,7 @@ class Stack:
             )
         self.children["node_exporter"] = NodeExporter(run / "exporters", port=lay.node_port)
         self.children["responder"] = self._responder()
+        self.children["bypass-sink"] = self._bypass_sink()
         for replica, port in lay.engine_ports.items():
             self.children[replica] = self._engine(replica, port)
         if lay.workload_rate > 0:
@@ -118,10 +134,17 @@ class Stack:
             port=lay.prometheus_port,
             extra_args=["--rules.alert.resend-delay=2s"],
         )
-        am_cfg = render_alertmanager(self.deploy, lay)
-        self.children["alertmanager"] = Alertmanager(
-            run / "alertmanager", am_cfg, port=lay.alertmanager_port
-        )
+        am_cfg = render_alertmanager(self.deploy, lay)  # one configuration for every peer
+        for peer, port in lay.alertmanager_ports.items():
+            self.children[peer] = Alertmanager(
+                run / peer,
+                am_cfg,
+                port=port,
+                name=peer,
+                cluster=AlertmanagerCluster(
+                    lay.alertmanager_cluster_ports[peer], tuple(lay.alertmanager_peers_of(peer))
+                ),
+            )
 
     def _env(self) -> dict[str, str]:
         lay = self.layout
@@ -158,8 +181,6 @@ class Stack:
 
     def _responder(self) -> ManagedProcess:
         lay = self.layout
-        from tradeguard.stack.render import ensure_token
-
         ensure_token(lay)
         argv = _tradeguard(
             "responder",
@@ -173,13 +194,41 @@ class Stack:
             str(lay.run_dir / "responder" / "notifications.jsonl"),
         )
         (lay.run_dir / "responder").mkdir(parents=True, exist_ok=True)
+        env = self._env()
+        if lay.profile == "fast":
+            env["TRADEGUARD_RESPONDER_WATCHDOG_TIMEOUT_SECONDS"] = str(
+                FAST_WATCHDOG_TIMEOUT_SECONDS
+            )
         return ManagedProcess(
             "responder",
             argv,
             lay.run_dir / "responder",
-            env=self._env(),
+            env=env,
             health=_http_ok(f"{lay.responder_url}/healthz"),
             start_timeout=30,
+        )
+
+    def _bypass_sink(self) -> ManagedProcess:
+        """The receiver of ``responder-bypass``: stdlib only, nothing shared with the responder."""
+        lay = self.layout
+        ensure_bypass_token(lay)
+        argv = [
+            sys.executable,
+            "-m",
+            "tradeguard.stack.bypass_sink",
+            "--port",
+            str(lay.bypass_sink_port),
+            "--out",
+            str(lay.bypass_sink_file),
+            "--token-file",
+            str(lay.bypass_sink_token_file),
+        ]
+        return ManagedProcess(
+            "bypass-sink",
+            argv,
+            lay.bypass_sink_file.parent,
+            env={"PYTHONUNBUFFERED": "1"},
+            health=_http_ok(f"{lay.bypass_sink_url}/healthz"),
         )
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -193,7 +242,10 @@ class Stack:
                 say(f"{name} up ({time.monotonic() - t0:.1f}s)")
             t0 = time.monotonic()
             self._wait_observed()
-            say(f"Prometheus scrapes every target ({time.monotonic() - t0:.1f}s)")
+            say(
+                "Prometheus scrapes every target, Alertmanager cluster formed "
+                f"({time.monotonic() - t0:.1f}s)"
+            )
         except ServiceError:
             self.stop()
             raise
@@ -203,14 +255,18 @@ class Stack:
         return self
 
     def _wait_observed(self, timeout: float = 30.0) -> None:
-        """Until Prometheus has scraped every local target successfully and knows Alertmanager.
+        """Until Prometheus has scraped every local target successfully, sends to every
+        Alertmanager peer, and the peers form one settled cluster.
 
         Every process answering its health check is not enough: Prometheus applies discovered
         targets a few seconds after it starts, and until its first scrape of a target no rule
-        can see that part. A stack is ready only once a fault would be noticed.
+        can see that part. Likewise a peer holds every notification back until its gossip has
+        settled, and peers that have not met would each notify. A stack is ready only once a
+        fault would be noticed and its notice sent once.
         """
         lay = self.layout
         wanted = {(job, address) for job, rows in local_targets(lay).items() for address, _ in rows}
+        wanted_managers = {f"{url}/api/v2/alerts" for url in lay.alertmanager_urls.values()}
         missing: list[str] = []
 
         def observed() -> bool:
@@ -224,14 +280,28 @@ class Stack:
                 for job, address in sorted(wanted)
                 if seen.get((job, address), {}).get("health") != "up"
             ]
-            missing.append("Prometheus does not know Alertmanager yet")
             managers = httpx.get(f"{lay.prometheus_url}/api/v1/alertmanagers", timeout=2)
-            if managers.json()["data"]["activeAlertmanagers"]:
-                missing.pop()
+            active = {m["url"] for m in managers.json()["data"]["activeAlertmanagers"]}
+            missing.extend(
+                f"Prometheus does not send to {url} yet" for url in sorted(wanted_managers - active)
+            )
+            for name, peer in status.alertmanagers.items():
+                if not peer.reachable:
+                    missing.append(f"{name} does not answer: {peer.error}")
+                elif peer.members != len(status.alertmanagers) or peer.cluster_status != "ready":
+                    missing.append(
+                        f"{name} sees {peer.members} of {len(status.alertmanagers)} peers, "
+                        f"cluster {peer.cluster_status}"
+                    )
             return not missing
 
         try:
-            wait_until(observed, timeout, "Prometheus to scrape every target", interval=0.2)
+            wait_until(
+                observed,
+                timeout,
+                "Prometheus to scrape every target and the Alertmanager cluster to form",
+                interval=0.2,
+            )
         except TimeoutError as exc:
             raise ServiceError(
                 f"{exc}: {'; '.join(missing)} (see {self.children['prometheus'].log_path})"
