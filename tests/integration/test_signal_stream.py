@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import time
 
@@ -59,9 +61,13 @@ def test_publish_read_ack(stream: SignalStream, metrics: Metrics) -> None:
 
 
 def test_same_id_is_accepted_once(stream: SignalStream, metrics: Metrics) -> None:
-    stream.publish(sig(7))
+    seven = sig(7)
+    first = stream.publish(seven)
+    # The same signal again (a retry after a lost reply) is the entry already made...
+    assert stream.publish(seven) == first
+    # ...another signal under that id is refused.
     with pytest.raises(DuplicateSignal):
-        stream.publish(sig(7))
+        stream.publish(replace(seven, volume=2.0))
     assert stream.redis.xlen(stream.keys.signals) == 1
     assert value(metrics, "tradeguard_signal_publish_errors_total", reason="duplicate") == 1
 

@@ -24,11 +24,24 @@ from tradeguard.metrics.vocabulary import ACTIONS, DROP_REASONS
 
 # Marks the id and appends the entry in one atomic step, so a crash can never leave an id
 # marked without its entry (which would make a retry look like a duplicate).
+# The id key remembers the payload's digest and the entry id. Publishing the same signal again
+# (a retry after a lost reply: redis-py retries a command whose connection dropped, and the
+# first attempt may have run) returns the entry it already made instead of a duplicate error, so
+# a publisher never reports as failed a signal that is queued; another payload under an id
+# already used is refused.
 _PUBLISH_SCRIPT = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
-  return redis.call('XADD', KEYS[2], '*', 'signal', ARGV[1])
+local digest = redis.sha1hex(ARGV[1])
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  local sep = string.find(seen, ' ', 1, true)
+  if sep and string.sub(seen, 1, sep - 1) == digest then
+    return string.sub(seen, sep + 1)
+  end
+  return false
 end
-return false
+local id = redis.call('XADD', KEYS[2], '*', 'signal', ARGV[1])
+redis.call('SET', KEYS[1], digest .. ' ' .. id, 'EX', ARGV[2])
+return id
 """
 ID_MEMORY_SECONDS = 86_400
 
@@ -38,7 +51,8 @@ class PublishError(TradeguardError):
 
     ``maybe_queued`` is True when Redis may have appended it before the failure showed (a
     timeout or a connection dropped mid-command): the outcome is unknown. Retrying with the
-    same signal id is always safe, since a second publish of an accepted id is rejected.
+    same signal is always safe: a second publish of an accepted signal returns its entry, and
+    another signal under an accepted id is rejected.
     """
 
     def __init__(self, message: str, maybe_queued: bool = False) -> None:
@@ -47,7 +61,7 @@ class PublishError(TradeguardError):
 
 
 class DuplicateSignal(PublishError):
-    """A signal with this id was already accepted."""
+    """A different signal with this id was already accepted."""
 
 
 @dataclass(frozen=True, slots=True)
