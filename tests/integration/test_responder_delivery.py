@@ -34,9 +34,9 @@ def labelled(name: str, severity: str, component: str, fingerprint: str) -> dict
     return alert(labels=labels, fingerprint=fingerprint)
 
 
-def watchdog(status: str = "firing") -> dict[str, Any]:
+def watchdog(status: str = "firing", fingerprint: str = "00000000000000aa") -> dict[str, Any]:
     labels = {"alertname": "Watchdog", "severity": "none", "component": "meta"}
-    return alert(status, labels=labels, fingerprint="00000000000000aa", annotations={})
+    return alert(status, labels=labels, fingerprint=fingerprint, annotations={})
 
 
 # ---- criticals are never held from the pager --------------------------------------------------
@@ -149,6 +149,22 @@ def test_no_watchdog_breaks_the_alert_path_and_one_brings_it_back(
     assert alert_path(r)["state"] == "ok"
     assert r.counter("tradeguard_responder_alert_path_up") == 1
     assert r.counter("tradeguard_responder_watchdog_last_received_timestamp_seconds") > 0
+
+
+def test_the_last_firing_watchdog_resolving_breaks_the_path_at_once(
+    start_responder: StartResponder,
+) -> None:
+    """Alertmanager resolves Watchdog when its Prometheus stops sending it: with two
+    Prometheus servers (two Watchdog fingerprints) one going is no alarm, both going is."""
+    r = start_responder(watchdog_timeout_seconds=600.0)
+    r.post(body(payload(watchdog(fingerprint="01"), watchdog(fingerprint="02"))))
+    r.post(body(payload(watchdog("resolved", fingerprint="01"), watchdog(fingerprint="02"))))
+    r.settle()
+    assert alert_path(r)["state"] == "ok" and r.notifications() == []
+    r.post(body(payload(watchdog("resolved", fingerprint="02"))))
+    (broken,) = r.wait_notified(1, timeout=5)  # not after the 600 s timeout
+    assert broken["alertname"] == ALERT_PATH_ALERT and broken["status"] == "firing"
+    assert alert_path(r)["state"] == "broken"
 
 
 def test_a_restarted_responder_remembers_the_path_was_broken(

@@ -11,4 +11,8 @@ DEFAULT_TOUR = (
     "leader-kill",
     "slippage-spike",
     "broker-slow",
+    # The alert path itself: the responder's dead man's switch and the route around it.
+    "alertmanager-down",
+    "prometheus-down",
+    "responder-down",
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import httpx
 
@@ -34,11 +35,14 @@ class ChaosError(TradeguardError):
 class Scenario:
     name: str
     description: str
-    alert: str  # the alert that must reach the responder
+    alert: str  # the alert that must reach the responder (or the bypass sink)
     inject: Callable[[Stack], None]
     undo: Callable[[Stack], None]
     needs_for_profile: bool = False  # its alert's `for` is above 30 s: fast profile only
     notes: list[str] = field(default_factory=list)
+    # Where the alert shows: the responder's history, or, for alerts about the responder
+    # itself, the sink Alertmanager routes them to around the responder.
+    observed_at: Literal["responder", "bypass"] = "responder"
 
 
 def _knobs(**values: float) -> Callable[[Stack], None]:
@@ -129,6 +133,45 @@ def _disk(low: bool) -> Callable[[Stack], None]:
     return act
 
 
+def _alertmanagers(stack: Stack) -> list[str]:
+    return [name for name in stack.children if name.startswith("alertmanager")]
+
+
+def _kill_alertmanagers(stack: Stack) -> None:
+    for name in _alertmanagers(stack):
+        stack.kill_child(name)
+
+
+def _start_alertmanagers(stack: Stack) -> None:
+    for name in _alertmanagers(stack):
+        stack.start_child(name)
+
+
+def _kill(name: str) -> Callable[[Stack], None]:
+    def act(stack: Stack) -> None:
+        stack.kill_child(name)
+
+    return act
+
+
+def _start(name: str) -> Callable[[Stack], None]:
+    def act(stack: Stack) -> None:
+        stack.start_child(name)
+
+    return act
+
+
+def _pause(name: str, paused: bool) -> Callable[[Stack], None]:
+    def act(stack: Stack) -> None:
+        child = stack.child(name)
+        if paused:
+            child.pause()
+        else:
+            child.resume()
+
+    return act
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -192,6 +235,33 @@ SCENARIOS: dict[str, Scenario] = {
             _kill_leader,
             _restart_leader,
             needs_for_profile=True,
+        ),
+        # The alert path itself: nothing Prometheus evaluates can get out, so the responder's
+        # dead man's switch must notice that Watchdog stopped, and say so on its own channels.
+        Scenario(
+            "alertmanager-down",
+            "SIGKILL every Alertmanager peer; restart them.",
+            "AlertPathBroken",
+            _kill_alertmanagers,
+            _start_alertmanagers,
+            notes=["raised by the responder's dead man's switch, not by a rule"],
+        ),
+        Scenario(
+            "prometheus-down",
+            "SIGKILL Prometheus; restart it.",
+            "AlertPathBroken",
+            _kill("prometheus"),
+            _start("prometheus"),
+            notes=["raised by the responder's dead man's switch, not by a rule"],
+        ),
+        Scenario(
+            "responder-down",
+            "SIGSTOP the responder; SIGCONT it (Alertmanager retries what it could not send).",
+            "ResponderDown",
+            _pause("responder", True),
+            _pause("responder", False),
+            observed_at="bypass",
+            notes=["routed around the responder, to the bypass sink"],
         ),
     ]
 }

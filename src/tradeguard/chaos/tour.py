@@ -24,7 +24,13 @@ from tradeguard.bus.connection import make_client
 from tradeguard.bus.keys import Keys
 from tradeguard.bus.results import RESULT_FIELD
 from tradeguard.bus.signal_stream import SignalStream
-from tradeguard.chaos.runner import ResponderView, ScenarioResult, finish_resolution, run_scenario
+from tradeguard.chaos.runner import (
+    ResponderView,
+    ScenarioResult,
+    finish_resolution,
+    run_scenario,
+    view_for,
+)
 from tradeguard.chaos.scenarios import SCENARIOS, burst_ids, leader_of
 from tradeguard.config import Layer
 from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
@@ -156,7 +162,9 @@ def run_tour(
                 results.append(result)
                 if result.caught:
                     t = threading.Thread(
-                        target=finish_resolution, args=(result, view, resolve_cap), daemon=True
+                        target=finish_resolution,
+                        args=(result, view_for(stack, scenario, view), resolve_cap),
+                        daemon=True,
                     )
                     t.start()
                     resolvers.append(t)

@@ -164,7 +164,9 @@ class Intake:
         if heartbeats and self.switch is not None:
             for event in heartbeats:
                 if event.status == "firing":
-                    self.switch.heartbeat(event.received_at)
+                    self.switch.heartbeat(event.received_at, event.fingerprint)
+                else:
+                    self.switch.gone(event.received_at, event.fingerprint)
         return [e for e in events if e.alertname != WATCHDOG_ALERT], len(heartbeats)
 
     def handle(self, payload: WebhookPayload, received_at: datetime | None = None) -> IntakeResult:

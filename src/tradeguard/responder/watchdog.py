@@ -7,6 +7,11 @@ evaluation, Prometheus → Alertmanager, Alertmanager → responder). When none 
 responder raises ``AlertPathBroken`` itself, through its own channels (the outbox, not
 Alertmanager), saying since when, and resolves it when heartbeats resume.
 
+A *resolved* Watchdog is Alertmanager letting the alert expire because its Prometheus stopped
+sending it: when that leaves no source firing, the path is broken at once, without waiting out
+the timeout (Alertmanager keeps an alert firing for a while after its last refresh, so the
+timeout alone would notice a dead Prometheus late).
+
 Heartbeats are not stored in the alert history (one per delivery would bury it); the switch's
 own firing and resolved events are, like any alert's, so the report counts them and a restarted
 responder knows the path was already broken. A responder that has never seen a heartbeat
@@ -83,20 +88,32 @@ class DeadMansSwitch:
         if broken_since is not None and self._state != "off":
             self._state, self._since = "broken", broken_since
         self._recovered_at: datetime | None = None
+        self._live: set[str] = set()  # sources whose last Watchdog delivery was firing
+        self._gone_at: datetime | None = None  # the last live source resolved at
         self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
         return self.timeout > timedelta(0)
 
-    def heartbeat(self, at: datetime) -> None:
-        """A firing Watchdog arrived at ``at``."""
+    def heartbeat(self, at: datetime, source: str = "") -> None:
+        """A firing Watchdog from ``source`` (its fingerprint) arrived at ``at``."""
         with self._lock:
             self._last = at if self._last is None else max(self._last, at)
+            self._live.add(source)
             if self._state == "broken":
                 self._recovered_at = at
             elif self._state == "waiting":
                 self._state, self._since = "ok", at
+
+    def gone(self, at: datetime, source: str = "") -> None:
+        """A resolved Watchdog from ``source`` arrived: Alertmanager let it expire, because the
+        Prometheus that fires it stopped sending it. When no source is left firing, the path is
+        broken now, without waiting out the timeout."""
+        with self._lock:
+            self._live.discard(source)
+            if not self._live:
+                self._gone_at = at
 
     def check(self, now: datetime) -> list[AlertEvent]:
         """The events the state change since the last check calls for (usually none)."""
@@ -106,11 +123,12 @@ class DeadMansSwitch:
             if self._state == "broken" and self._recovered_at is not None:
                 events = [self._event("resolved", self._since or now, now)]
                 self._state, self._since, self._recovered_at = "ok", self._recovered_at, None
+                self._gone_at = None
                 return events
             if self._state in ("waiting", "ok"):
                 reference = self._last or self._started_at
-                if now - reference >= self.timeout:
-                    self._state, self._since = "broken", reference
+                if now - reference >= self.timeout or self._gone_at is not None:
+                    self._state, self._since, self._gone_at = "broken", reference, None
                     return [self._event("firing", reference, now)]
             return []
 
