@@ -8,8 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tradeguard.responder.events import events_from_payload, iso, parse_iso
 from tradeguard.responder.payload import (
+    EARLIEST,
+    LATEST,
+    MAX_ALERTNAME,
     PayloadError,
     PayloadJSONError,
     PayloadValidationError,
@@ -86,9 +92,9 @@ def test_valid_firing_payload() -> None:
 
 
 def test_valid_resolved_payload_keeps_its_end_time() -> None:
-    p = parse_payload(raw(payload(alert(status="resolved", endsAt="2024-05-01T10:05:00+02:00"))))
+    p = parse_payload(raw(payload(alert(status="resolved", endsAt="2024-05-01T12:05:00+02:00"))))
     assert p.status == "resolved"
-    assert p.alerts[0].ends_at == datetime(2024, 5, 1, 8, 5, tzinfo=UTC)
+    assert p.alerts[0].ends_at == datetime(2024, 5, 1, 10, 5, tzinfo=UTC)
 
 
 def test_unknown_keys_are_ignored_for_forward_compatibility() -> None:
@@ -176,3 +182,127 @@ def test_errors_do_not_echo_the_input() -> None:
 def test_bad_json_is_its_own_error(body: bytes) -> None:
     with pytest.raises(PayloadJSONError, match="not valid JSON"):
         parse_payload(body)
+
+
+# ---- timestamps: a sane range, and every accepted one storable as text and back ----------------
+def resolved(starts_at: str, ends_at: str) -> dict[str, Any]:
+    return payload(alert(status="resolved", startsAt=starts_at, endsAt=ends_at))
+
+
+@pytest.mark.parametrize(
+    ("given", "utc"),
+    [
+        ("2024-05-01T10:00:00+14:00", datetime(2024, 4, 30, 20, 0, tzinfo=UTC)),
+        ("2024-05-01T10:00:00-23:59", datetime(2024, 5, 2, 9, 59, tzinfo=UTC)),
+        ("2024-05-01T10:00:00.123456789Z", datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)),
+        ("2000-01-01T00:00:00Z", datetime(2000, 1, 1, tzinfo=UTC)),
+        ("1999-12-31T23:00:00-01:00", datetime(2000, 1, 1, tzinfo=UTC)),  # in range in UTC
+        ("2199-12-31T23:59:59.999999Z", datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("2200-01-01T01:00:00+02:00", datetime(2199, 12, 31, 23, 0, tzinfo=UTC)),
+        ("2024-05-01 10:00:00z", datetime(2024, 5, 1, 10, 0, tzinfo=UTC)),  # pydantic takes it
+    ],
+)
+def test_timestamps_in_range_are_accepted_whatever_their_offset(given: str, utc: datetime) -> None:
+    (a,) = parse_payload(raw(resolved(given, given))).alerts
+    assert a.starts_at == utc and a.ends_at == utc  # ending when it started is allowed
+    event = events_from_payload(parse_payload(raw(resolved(given, given))))[0]
+    assert parse_iso(iso(event.starts_at)) == utc and len(iso(event.starts_at)) == 27
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "ends_at", "expected"),
+    [
+        ("1999-12-31T23:59:59.999999Z", "2024-05-01T10:00:00Z", "alerts[0].startsAt: time must"),
+        ("2200-01-01T00:00:00Z", "2200-01-01T00:00:00Z", "alerts[0].startsAt: time must lie"),
+        ("1970-01-01T00:00:00Z", "2024-05-01T10:00:00Z", "alerts[0].startsAt: time must lie"),
+        ("0001-01-01T00:00:00Z", "2024-05-01T10:00:00Z", "alerts[0].startsAt: startsAt is Go's"),
+        ("0001-01-01T00:00:00+01:00", "2024-05-01T10:00:00Z", "alerts[0].startsAt: startsAt is"),
+        ("9999-12-31T23:59:59-01:00", "2024-05-01T10:00:00Z", "alerts[0].startsAt: time must"),
+        ("2024-05-01T23:59:60Z", "2024-05-02T10:00:00Z", "alerts[0].startsAt: Input should be"),
+        ("2024-05-01T10:00:00Z", "2024-05-01T23:59:60Z", "alerts[0].endsAt: Input should be"),
+        ("2024-05-01T10:00:00Z", "2300-01-01T00:00:00Z", "alerts[0].endsAt: time must lie"),
+        ("2024-05-01T10:00:00Z", "9999-12-31T23:59:59-01:00", "alerts[0].endsAt: time must"),
+        ("2024-05-01T10:00:00Z", "2024-05-01T09:59:59Z", "alerts[0].endsAt: a resolved alert"),
+        ("2024-05-01T10:00:00Z", "2024-05-01T11:00:00+02:00", "cannot end before it started"),
+        ("2024-05-01T10:00:00Z", "0001-01-01T00:00:00Z", "a resolved alert needs endsAt"),
+    ],
+)
+def test_timestamps_out_of_range_or_inconsistent_are_refused_with_their_path(
+    starts_at: str, ends_at: str, expected: str
+) -> None:
+    assert expected in problems(raw(resolved(starts_at, ends_at)))
+
+
+def test_go_zero_time_is_legal_for_ends_at_only() -> None:
+    (a,) = parse_payload(raw(payload(alert(endsAt="0001-01-01T00:00:00Z")))).alerts
+    assert a.ends_at is None
+    assert "startsAt is Go's zero time" in problems(
+        raw(payload(alert(startsAt="0001-01-01T00:00:00Z")))
+    )
+
+
+def test_a_firing_alert_may_carry_a_future_end() -> None:
+    """Some Alertmanager versions send a firing alert's expected end (now + resolve_timeout)."""
+    (a,) = parse_payload(raw(payload(alert(endsAt="2024-05-01T10:05:00Z")))).alerts
+    assert a.ends_at == datetime(2024, 5, 1, 10, 5, tzinfo=UTC)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    offset_minutes=st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1),
+    nanos=st.integers(min_value=0, max_value=999),
+)
+def test_every_accepted_timestamp_survives_the_text_round_trip(
+    moment: datetime, offset_minutes: int, nanos: int
+) -> None:
+    """Whatever the instant and offset: refused with the field's path, or stored as fixed-width
+    UTC text (SQLite's form) that reads back as the same instant."""
+    sign = "+" if offset_minutes >= 0 else "-"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    text = f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}{nanos:03d}"
+    text += f"{sign}{hours:02d}:{minutes:02d}"
+    try:
+        parsed = parse_payload(raw(resolved(text, text)))
+    except PayloadValidationError as exc:
+        assert all(p.startswith("alerts[0].startsAt") for p in exc.problems[:1]), exc.problems
+        return
+    (event,) = events_from_payload(parsed)
+    assert EARLIEST <= event.starts_at < LATEST
+    stored = iso(event.starts_at)
+    assert len(stored) == 27 and parse_iso(stored) == event.starts_at == event.ends_at
+
+
+# ---- text: what no backend can store is made storable, the alert name is an identifier -------
+def test_nul_in_labels_annotations_and_receiver_becomes_the_replacement_character() -> None:
+    doc = payload(
+        alert(
+            labels={"alertname": "Redis\u0000Down", "in\u0000stance": "a\u0000b"},
+            annotations={"summary": "x\u0000y"},
+        ),
+        receiver="chat\u0000",
+    )
+    p = parse_payload(raw(doc))
+    (a,) = p.alerts
+    assert a.labels == {"alertname": "Redis\ufffdDown", "in\ufffdstance": "a\ufffdb"}
+    assert a.annotations == {"summary": "x\ufffdy"} and p.receiver == "chat\ufffd"
+    assert "\u0000" not in json.dumps(events_from_payload(p)[0].to_json())
+
+
+def test_ordinary_unicode_is_kept_as_sent() -> None:
+    labels = {"alertname": "Latenz…", "instance": "🚀 東京", "note": "\ufeffzero\u200bwidth"}
+    (a,) = parse_payload(raw(payload(alert(labels=labels)))).alerts
+    assert a.labels == labels
+
+
+def test_lone_surrogates_are_not_json() -> None:
+    body = raw(payload(alert(labels={"alertname": "X", "v": "PLACEHOLDER"})))
+    with pytest.raises(PayloadJSONError, match=r"surrogate|hex escape"):
+        parse_payload(body.replace(b"PLACEHOLDER", b"\\ud800"))
+
+
+def test_the_alert_name_is_capped() -> None:
+    parse_payload(raw(payload(alert(labels={"alertname": "A" * MAX_ALERTNAME}))))
+    message = problems(raw(payload(alert(labels={"alertname": "A" * (MAX_ALERTNAME + 1)}))))
+    assert f"alerts[0].labels: the 'alertname' label is longer than {MAX_ALERTNAME}" in message
+    assert "A" * 50 not in message

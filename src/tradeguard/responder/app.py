@@ -5,8 +5,15 @@ the effectiveness report, health and metrics.
 (401), content type (415), size by ``Content-Length`` and then by the bytes actually read (413),
 JSON (400) and the version-4 schema (422). Only a payload that passes all of them reaches the
 intake, which stores its events in one transaction, so a rejected delivery leaves no trace in
-history. Every client error is a 4xx with a JSON ``{"error": ...}`` body and a log line; a
-failing history store is a 503, which makes Alertmanager retry the delivery.
+history. ``POST /api/alerts/ack`` makes the same checks with its own, smaller size limit. The
+size limits hold while the body streams in (chunked bodies included), so no request makes the
+responder buffer more than its limit. Query strings are parsed strictly: an unknown or repeated
+parameter, or a value that is not plain ASCII digits where a number is expected, is a 400
+rather than silently ignored or half-understood.
+
+Every client error is a 4xx with a JSON ``{"error": ...}`` body (webhook rejections also get a
+log line); a failing history store is a 503, which makes Alertmanager retry the delivery, and
+says nothing of where the store is (no paths, hosts or users: the logs have those).
 
 Blocking work (SQL, fsync) runs in the thread pool so one slow store does not stall the event
 loop that serves health checks and scrapes.
@@ -15,12 +22,13 @@ loop that serves health checks and scrapes.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -53,6 +61,13 @@ DRAIN_FACTOR = 16
 ACK_MAX_BYTES = 4096
 DEFAULT_REPORT_DAYS = 7
 MAX_REPORT_DAYS = 90
+# Numbers in query strings and headers: ASCII digits only (str.isdigit() also takes "³" and
+# Arabic-Indic digits, which int() then refuses or reads), and short enough to be cheap.
+_DIGITS = re.compile(r"[0-9]{1,9}")
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
+MAX_ALERTNAME_PARAM = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SHOWN_NAME = 40  # an unknown parameter's name is echoed at most this long
 
 
 class AckRequest(BaseModel):
@@ -65,11 +80,79 @@ class AckRequest(BaseModel):
     false_positive: bool = False
     note: str = Field(default="", max_length=500)
 
+    @field_validator("fingerprint")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        """Fingerprints are hex and case-insensitive; the intake stores them lowercased."""
+        return value.lower()
+
+    # Stored and shown: NUL cannot go into PostgreSQL's text, and other control characters in
+    # a name or a note only garble the terminals that show them (a note may span lines).
+    @field_validator("by")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("note")
+    @classmethod
+    def _plain_note(cls, value: str) -> str:
+        if _CONTROL.search(value.replace("\n", "").replace("\t", "")):
+            raise ValueError("must not contain control characters other than newline and tab")
+        return value
+
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
     """The JSON body of every error the responder returns."""
     headers = extra.pop("headers", None)
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+def _bad_query(message: str) -> HTTPException:
+    """A 400 for a query string (rendered as JSON by ``_http_error``)."""
+    return HTTPException(400, message)
+
+
+def query_params(
+    request: Request, single: Collection[str] = (), multi: Collection[str] = ()
+) -> dict[str, list[str]]:
+    """The query parameters, each name once unless it is in ``multi``; 400 for any other name.
+
+    A misspelt parameter (``limt=5``) silently ignored would answer a question nobody asked,
+    and a repeated one (``limit=5&limit=500``) is ambiguous: different parsers take the first or
+    the last. Both are refused with the offending names.
+    """
+    found: dict[str, list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        found.setdefault(name, []).append(value)
+    unknown = sorted(n for n in found if n not in single and n not in multi)
+    if unknown:
+        shown = ", ".join(repr(n[:_SHOWN_NAME]) for n in unknown[:10])
+        allowed = ", ".join(sorted([*single, *multi])) or "none"
+        raise _bad_query(f"unknown query parameter(s) {shown}; allowed: {allowed}")
+    repeated = sorted(n for n, values in found.items() if n in single and len(values) > 1)
+    if repeated:
+        raise _bad_query(f"query parameter(s) given more than once: {', '.join(repeated)}")
+    return found
+
+
+def int_param(params: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:
+    """``params[name]`` as an integer in ``[low, high]`` written in plain ASCII digits."""
+    raw = params.get(name, [str(default)])[0]
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise _bad_query(f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def alertname_param(params: dict[str, list[str]]) -> str | None:
+    """The ``alertname`` filter (empty: none), at most MAX_ALERTNAME_PARAM characters."""
+    value = params.get("alertname", [""])[0]
+    if len(value) > MAX_ALERTNAME_PARAM:
+        raise _bad_query(f"alertname must be at most {MAX_ALERTNAME_PARAM} characters")
+    if _CONTROL.search(value):
+        raise _bad_query("alertname must not contain control characters")
+    return value or None
 
 
 class RequestMetrics:
@@ -125,9 +208,10 @@ class _Endpoints:
 
     # ---- helpers ---------------------------------------------------------------------------
     def _unauthorized(self, request: Request) -> JSONResponse | None:
-        if self.auth.check(request.headers.get("authorization")):
+        header = request.headers.get("authorization")
+        if self.auth.check(header):
             return None
-        given = "wrong" if request.headers.get("authorization") else "missing"
+        given = "wrong" if header else "missing"
         return error(
             401,
             f"{given} credentials: send the responder's bearer token or basic auth",
@@ -145,56 +229,77 @@ class _Endpoints:
         )
         return response
 
-    async def _drain(self, request: Request, already: int) -> None:
-        """Read and discard the rest of the body, up to DRAIN_FACTOR times the limit."""
-        budget = self.max_body * DRAIN_FACTOR - already
+    @staticmethod
+    async def _drain(chunks: AsyncIterator[bytes], already: int, limit: int) -> None:
+        """Read and discard the rest of the body, up to DRAIN_FACTOR times ``limit``.
+
+        ``chunks`` is the body's one stream, possibly half read: Starlette's
+        ``request.stream()`` cannot be started twice once the last chunk has arrived.
+        """
+        budget = limit * DRAIN_FACTOR - already
         try:
-            async for chunk in request.stream():
+            async for chunk in chunks:
                 budget -= len(chunk)
                 if budget < 0:
                     return
         except ClientDisconnect:
             return
 
-    async def _read_body(self, request: Request) -> bytes | None:
-        """The body, or None (after draining) as soon as it exceeds the limit."""
+    async def _read_body(self, request: Request, limit: int) -> bytes | None:
+        """The body, or None (after draining) as soon as it exceeds ``limit``: counted as it
+        streams in, so a chunked body (no Content-Length) is cut off at the limit too."""
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        stream = request.stream()
+        async for chunk in stream:
             size += len(chunk)
-            if size > self.max_body:
-                await self._drain(request, size)
+            if size > limit:
+                await self._drain(stream, size, limit)
                 return None
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _too_big(self) -> JSONResponse:
-        return error(413, f"body larger than the limit of {self.max_body} bytes")
+    @staticmethod
+    def _too_big(limit: int) -> JSONResponse:
+        return error(413, f"body larger than the limit of {limit} bytes")
+
+    @staticmethod
+    def _not_json(request: Request) -> JSONResponse | None:
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type == "application/json":
+            return None
+        shown = media_type[:_SHOWN_NAME] or "none"
+        return error(415, f"content type must be application/json, got {shown!r}")
+
+    async def _body(self, request: Request, limit: int) -> bytes | JSONResponse:
+        """The body within ``limit``, or the 400/413 that refuses it (the declared length is
+        checked first, so an honest sender of a huge body is told before it sends it all)."""
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not _CONTENT_LENGTH.fullmatch(declared):
+                return error(400, "invalid Content-Length header")
+            if int(declared) > limit:
+                await self._drain(request.stream(), 0, limit)
+                return self._too_big(limit)
+        try:
+            body = await self._read_body(request, limit)
+        except ClientDisconnect:
+            return error(400, "client disconnected before the body ended")
+        if body is None:
+            return self._too_big(limit)
+        return body
 
     # ---- routes ----------------------------------------------------------------------------
     async def webhook(self, request: Request) -> Response:
         denied = self._unauthorized(request)
         if denied is not None:
             return self._reject(request, denied)
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            return self._reject(
-                request,
-                error(415, f"content type must be application/json, got {media_type or 'none'!r}"),
-            )
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                return self._reject(request, error(400, "invalid Content-Length header"))
-            if int(declared) > self.max_body:
-                await self._drain(request, 0)
-                return self._reject(request, self._too_big())
-        try:
-            body = await self._read_body(request)
-        except ClientDisconnect:
-            return self._reject(request, error(400, "client disconnected before the body ended"))
-        if body is None:
-            return self._reject(request, self._too_big())
+        wrong_type = self._not_json(request)
+        if wrong_type is not None:
+            return self._reject(request, wrong_type)
+        body = await self._body(request, self.max_body)
+        if isinstance(body, JSONResponse):
+            return self._reject(request, body)
         try:
             payload = parse_payload(body)
         except PayloadJSONError as exc:
@@ -213,6 +318,7 @@ class _Endpoints:
         denied = self._unauthorized(request)
         if denied is not None:
             return denied
+        query_params(request)
         try:
             events = await run_in_threadpool(self.history.firing)
         except HistoryError as exc:
@@ -224,12 +330,11 @@ class _Endpoints:
         denied = self._unauthorized(request)
         if denied is not None:
             return denied
-        raw_limit = request.query_params.get("limit", str(DEFAULT_HISTORY_LIMIT))
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
-            return error(400, f"limit must be an integer from 1 to {MAX_HISTORY_LIMIT}")
-        alertname = request.query_params.get("alertname") or None
+        params = query_params(request, single=("limit", "alertname"))
+        limit = int_param(params, "limit", DEFAULT_HISTORY_LIMIT, 1, MAX_HISTORY_LIMIT)
+        alertname = alertname_param(params)
         try:
-            events = await run_in_threadpool(self.history.history, int(raw_limit), alertname)
+            events = await run_in_threadpool(self.history.history, limit, alertname)
         except HistoryError as exc:
             log.error("history query failed: %s", exc)
             return error(503, "alert history unavailable")
@@ -240,14 +345,22 @@ class _Endpoints:
         denied = self._unauthorized(request)
         if denied is not None:
             return denied
-        body = await request.body()
-        if len(body) > ACK_MAX_BYTES:
-            return error(413, f"body larger than the limit of {ACK_MAX_BYTES} bytes")
+        wrong_type = self._not_json(request)
+        if wrong_type is not None:
+            return wrong_type
+        body = await self._body(request, ACK_MAX_BYTES)
+        if isinstance(body, JSONResponse):
+            return body
         try:
             ack = AckRequest.model_validate_json(body)
         except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False)
+            if any(e["type"] == "json_invalid" for e in errors):
+                return error(400, "body is not valid JSON")
             problems = [
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: "
+                f"{e['msg'].removeprefix('Value error, ')}"
+                for e in errors
             ]
             return error(422, "invalid acknowledgement: " + "; ".join(problems), problems=problems)
         try:
@@ -272,11 +385,10 @@ class _Endpoints:
         denied = self._unauthorized(request)
         if denied is not None:
             return denied
-        raw = request.query_params.get("days", str(DEFAULT_REPORT_DAYS))
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_REPORT_DAYS:
-            return error(400, f"days must be an integer from 1 to {MAX_REPORT_DAYS}")
+        params = query_params(request, single=("days",))
+        days = int_param(params, "days", DEFAULT_REPORT_DAYS, 1, MAX_REPORT_DAYS)
         until = datetime.now(UTC)
-        since = until - timedelta(days=int(raw))
+        since = until - timedelta(days=days)
         try:
             occurrences = await run_in_threadpool(self.history.occurrences, since)
         except HistoryError as exc:
@@ -289,16 +401,16 @@ class _Endpoints:
         denied = self._unauthorized(request)
         if denied is not None:
             return denied
-        raw_limit = request.query_params.get("limit", str(DEFAULT_HISTORY_LIMIT))
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_HISTORY_LIMIT:
-            return error(400, f"limit must be an integer from 1 to {MAX_HISTORY_LIMIT}")
+        params = query_params(request, single=("limit",), multi=("state",))
+        limit = int_param(params, "limit", DEFAULT_HISTORY_LIMIT, 1, MAX_HISTORY_LIMIT)
         states: list[OutboxState] = []
-        for raw in request.query_params.getlist("state"):
+        for raw in params.get("state", []):
             if raw not in OUTBOX_STATES:
                 return error(400, f"state must be one of {', '.join(OUTBOX_STATES)}")
-            states.append(raw)
+            if raw not in states:
+                states.append(raw)
         try:
-            entries = await run_in_threadpool(self.history.outbox_list, int(raw_limit), states)
+            entries = await run_in_threadpool(self.history.outbox_list, limit, states)
             counts = await run_in_threadpool(self.history.outbox_counts)
         except HistoryError as exc:
             log.error("outbox query failed: %s", exc)

@@ -225,8 +225,13 @@ def history_command(
     _out().print(table)
 
 
-_STATE_STYLE = {"sent": "green", "merged": "dim", "pending": "yellow", "held": "cyan",
-                "dead": "bold red"}
+_STATE_STYLE = {
+    "sent": "green",
+    "merged": "dim",
+    "pending": "yellow",
+    "held": "cyan",
+    "dead": "bold red",
+}
 NOTIFICATION_STATES = ("pending", "held", "sent", "merged", "dead")
 
 

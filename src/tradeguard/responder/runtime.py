@@ -2,7 +2,9 @@
 
 A request only stores; everything that takes time or outlives a request runs here: the group
 committer's writer thread (inside :class:`~tradeguard.responder.intake.Intake`), the outbox
-sender, and a one-second ticker for the dead man's switch and the gauges.
+sender, and a one-second ticker for the dead man's switch, the gauges and history retention
+(pruned on the first tick and then hourly: often enough that each run deletes little, rarely
+enough that it costs nothing).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from tradeguard.errors import ConfigError
 from tradeguard.metrics.catalog import Metrics
@@ -26,6 +28,10 @@ from tradeguard.responder.watchdog import DeadMansSwitch, broken_since
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
+PRUNE_INTERVAL = timedelta(hours=1)
+# Switch events kept for a store that keeps failing: it raises one per state change, and a
+# history down for days while heartbeats come and go must not grow this without bound.
+MAX_UNSTORED = 100
 
 
 def utc_now() -> datetime:
@@ -81,6 +87,10 @@ class ResponderRuntime:
         self._stopping = threading.Event()
         self._ticker: threading.Thread | None = None
         self._unstored: list[AlertEvent] = []
+        self._retention = (
+            timedelta(days=settings.retention_days) if settings.retention_days > 0 else None
+        )
+        self._next_prune: datetime | None = None  # None: at the first tick
 
     def start(self) -> None:
         self._stopping.clear()
@@ -98,21 +108,49 @@ class ResponderRuntime:
         self.sender.stop(flush=True, timeout=timeout)
 
     def tick(self) -> None:
-        """Check the dead man's switch and publish its state."""
-        events = self.switch.check(self._clock())
+        """Check the dead man's switch and publish its state; prune history when due."""
+        now = self._clock()
+        events = self.switch.check(now)
         for event in events:
             log.error(
                 "%s %s: %s", event.alertname, event.status, event.annotations.get("summary", "")
             )
         # Kept until stored: a history that fails now must not lose the switch's notice.
         self._unstored.extend(events)
-        if self._unstored:
-            self.intake.store(list(self._unstored))
-            self._unstored.clear()
-        status = self.switch.status()
-        self.metrics.responder_alert_path_up.set(1 if status.up else 0)
-        if status.last_watchdog_at is not None:
-            self.metrics.responder_watchdog_last.set(status.last_watchdog_at.timestamp())
+        del self._unstored[:-MAX_UNSTORED]
+        try:
+            if self._unstored:
+                self.intake.store(list(self._unstored))
+                self._unstored.clear()
+            status = self.switch.status()
+            self.metrics.responder_alert_path_up.set(1 if status.up else 0)
+            if status.last_watchdog_at is not None:
+                self.metrics.responder_watchdog_last.set(status.last_watchdog_at.timestamp())
+        finally:
+            self.prune_if_due(now)
+
+    def prune_if_due(self, now: datetime) -> int:
+        """Delete history older than the retention, at most once per PRUNE_INTERVAL (and at
+        the first call); the rows deleted. A failure is logged and tried at the next interval:
+        retention is housekeeping, and a failing store is reported by everything else."""
+        if self._retention is None:
+            return 0
+        if self._next_prune is not None and now < self._next_prune:
+            return 0
+        self._next_prune = now + PRUNE_INTERVAL
+        cutoff = now - self._retention
+        try:
+            deleted = self.history.prune(cutoff)
+        except HistoryError as exc:
+            log.error("pruning history older than %s failed: %s", cutoff.isoformat(), exc)
+            return 0
+        if deleted:
+            log.info(
+                "pruned %d alert events and notifications older than %s",
+                deleted,
+                cutoff.isoformat(),
+            )
+        return deleted
 
     def _tick_loop(self) -> None:
         while not self._stopping.wait(TICK_SECONDS):

@@ -22,6 +22,9 @@ from tradeguard.responder.throttle import DEFAULT_LIMITS, WINDOW_SECONDS
 from tradeguard.responder.watchdog import DEFAULT_TIMEOUT_SECONDS
 
 DEFAULT_DEADLINE_SECONDS = 24 * 3600.0
+# A quarter of history: the 90-day report's window, and enough to compare one month with the
+# next, while the store stays bounded on a host that runs for years.
+DEFAULT_RETENTION_DAYS = 90
 
 DEFAULT_PORT = 9466
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -56,6 +59,9 @@ class ResponderSettings(BaseSettings):
     delivery_deadline_seconds: float = Field(default=DEFAULT_DEADLINE_SECONDS, gt=0)
     # Names this responder's outbox claims; default host:port (see responder.runtime).
     sender_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # History older than this many days is deleted (hourly; a still-firing alert and undelivered
+    # notifications are kept whatever their age); 0 keeps everything forever.
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=0, le=36500)
 
     @field_validator("throttle_per_minute")
     @classmethod

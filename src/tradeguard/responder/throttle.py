@@ -79,4 +79,7 @@ class Throttle:
             sent = self._sent.setdefault((channel, category), deque())
             sent.append(self._clock() if at is None else at)
             if len(sent) > 1 and sent[-1] < sent[-2]:  # seeded out of order: keep it sorted
-                self._sent[(channel, category)] = deque(sorted(sent))
+                sent = self._sent[(channel, category)] = deque(sorted(sent))
+            horizon = self._clock() - self.window
+            while sent and sent[0] <= horizon:  # bounded even where has_room is never asked
+                sent.popleft()

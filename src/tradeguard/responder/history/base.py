@@ -70,6 +70,64 @@ ATTEMPTS = "notification_attempts"
 OutboxPlan = Callable[[AlertEvent], Sequence[OutboxItem]]
 
 ACKS = "alert_acks"
+# Outbox states that are over: nothing will happen to such an entry again, so retention may
+# delete it (a pending or held entry is owed to someone and is never deleted).
+FINISHED_STATES = ("sent", "merged", "dead")
+
+# The occurrences first received firing at or after a moment, with their end and first ack.
+# (fingerprint, starts_at, status) is unique, so an occurrence has one firing row, at most one
+# resolved row and at most one ack: the joins add no rows, and only the window's occurrences
+# (through the received_at index) are read, not every resolved event and ack ever stored.
+OCCURRENCES_SQL = f"""
+SELECT f.fingerprint, f.starts_at, f.alertname, f.severity, f.received_at, r.ends_at,
+       a.acked_at, a.acked_by, a.false_positive, a.note
+FROM {TABLE} f
+LEFT JOIN {TABLE} r ON r.fingerprint = f.fingerprint AND r.starts_at = f.starts_at
+    AND r.status = 'resolved'
+LEFT JOIN {ACKS} a ON a.fingerprint = f.fingerprint AND a.starts_at = f.starts_at
+WHERE f.status = 'firing' AND f.received_at >= {{ph}}
+ORDER BY f.received_at, f.id
+"""
+
+# Retention: the events of every occurrence that is over and was last heard of before the
+# cutoff. "Over" means resolved, or replaced by a newer occurrence of the same fingerprint
+# (FIRING_SQL's rule): an alert still firing keeps its firing event however old it is, because
+# that event is what /api/alerts/firing shows and what makes Alertmanager's repeated deliveries
+# of the same occurrence duplicates rather than new notifications. An occurrence goes as a
+# whole, so a lone firing event never reappears as firing once its resolved event is gone.
+PRUNE_EVENTS_SQL = f"""
+DELETE FROM {TABLE} WHERE id IN (
+  SELECT e.id FROM {TABLE} e
+  WHERE e.received_at < {{ph}}
+    AND NOT EXISTS (
+      SELECT 1 FROM {TABLE} x
+      WHERE x.fingerprint = e.fingerprint AND x.starts_at = e.starts_at AND x.received_at >= {{ph}}
+    )
+    AND (
+      EXISTS (
+        SELECT 1 FROM {TABLE} r
+        WHERE r.fingerprint = e.fingerprint AND r.starts_at = e.starts_at AND r.status = 'resolved'
+      )
+      OR EXISTS (
+        SELECT 1 FROM {TABLE} n WHERE n.fingerprint = e.fingerprint AND n.starts_at > e.starts_at
+      )
+    )
+)
+"""
+# An ack belongs to the occurrence it names: once that occurrence's events are gone, so is it.
+PRUNE_ACKS_SQL = f"""
+DELETE FROM {ACKS} WHERE NOT EXISTS (
+  SELECT 1 FROM {TABLE} e WHERE e.fingerprint = {ACKS}.fingerprint
+    AND e.starts_at = {ACKS}.starts_at
+)
+"""
+_FINISHED = ", ".join(f"'{state}'" for state in FINISHED_STATES)
+PRUNE_ATTEMPTS_SQL = f"""
+DELETE FROM {ATTEMPTS} WHERE outbox_id IN (
+  SELECT id FROM {OUTBOX} WHERE state IN ({_FINISHED}) AND done_at < {{ph}}
+)
+"""
+PRUNE_OUTBOX_SQL = f"DELETE FROM {OUTBOX} WHERE state IN ({_FINISHED}) AND done_at < {{ph}}"
 
 
 @dataclass(frozen=True)
@@ -176,6 +234,14 @@ class AlertHistory(OutboxStore, Protocol):
 
     def occurrences(self, since: datetime) -> list[Occurrence]:
         """Every occurrence first received firing at or after ``since``, oldest first."""
+        ...
+
+    def prune(self, before: datetime) -> int:
+        """Forget what is over and older than ``before``: the events of every occurrence last
+        heard of before it that is resolved or replaced (a still-firing alert is kept), their
+        acknowledgements, and the outbox entries finished (sent, merged, dead) before it with
+        their attempts. Pending and held entries are never deleted. The number of alert events
+        and outbox entries deleted."""
         ...
 
     def check(self) -> None:
@@ -319,44 +385,37 @@ class SQLHistoryReads(ABC):
         )
 
     def occurrences(self, since: datetime) -> list[Occurrence]:
-        ph = self.placeholder
-        firing = self._query(
-            f"SELECT fingerprint, starts_at, min(alertname), min(severity), min(received_at) "
-            f"FROM {TABLE} WHERE status = 'firing' GROUP BY fingerprint, starts_at "
-            f"HAVING min(received_at) >= {ph}",
-            (self._to_db_time(since),),
-        )
-        ends = {
-            (f, self._time(s)): self._time(e)
-            for f, s, e in self._query(
-                f"SELECT fingerprint, starts_at, ends_at FROM {TABLE} "
-                "WHERE status = 'resolved' AND ends_at IS NOT NULL",
-                (),
-            )
-        }
-        acks = {
-            (f, self._time(s)): Ack(f, self._time(s), self._time(a), by, bool(fp), note)
-            for f, s, a, by, fp, note in self._query(
-                f"SELECT fingerprint, starts_at, acked_at, acked_by, false_positive, note "
-                f"FROM {ACKS}",
-                (),
-            )
-        }
+        rows = self._query(OCCURRENCES_SQL.format(ph=self.placeholder), (self._to_db_time(since),))
         found = []
-        for fingerprint, starts_raw, alertname, severity, received in firing:
-            key = (fingerprint, self._time(starts_raw))
+        for fingerprint, starts, name, severity, received, ends, acked, by, fp, note in rows:
+            starts_at = self._time(starts)
+            ack = (
+                Ack(fingerprint, starts_at, self._time(acked), by, bool(fp), note)
+                if acked is not None
+                else None
+            )
             found.append(
                 Occurrence(
                     fingerprint,
-                    alertname,
+                    name,
                     severity,
-                    key[1],
+                    starts_at,
                     self._time(received),
-                    ends.get(key),
-                    acks.get(key),
+                    self._time(ends) if ends is not None else None,
+                    ack,
                 )
             )
         return sorted(found, key=lambda o: o.notified_at)
+
+    def prune(self, before: datetime) -> int:
+        ph = self.placeholder
+        cutoff = self._to_db_time(before)
+        with self._transaction("pruning history") as tx:
+            events = tx.execute(PRUNE_EVENTS_SQL.format(ph=ph), (cutoff, cutoff))
+            tx.execute(PRUNE_ACKS_SQL, ())
+            tx.execute(PRUNE_ATTEMPTS_SQL.format(ph=ph), (cutoff,))
+            entries = tx.execute(PRUNE_OUTBOX_SQL.format(ph=ph), (cutoff,))
+        return events + entries
 
     def check(self) -> None:
         self._query("SELECT 1", ())

@@ -4,10 +4,16 @@ The UNIQUE constraint does the deduplication, so two responders behind two Alert
 replicas can insert the same event concurrently and exactly one of them sees it as new (and
 notifies). One connection per responder, under a lock, reconnected after a failure: the write
 rate is tiny and a pool would be one more thing to size.
+
+Every statement is bounded in time, as the HA ledger's are (tradeguard.ha.ledger): a statement
+stuck on a lock, a runaway query, or a server that vanished from the network fails with
+HistoryError after ``timeout`` seconds instead of holding the history's lock, and with it every
+webhook, the outbox sender and the dead man's switch, for as long as TCP takes to give up.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +40,9 @@ from tradeguard.responder.payload import AlertStatus
 # Serialises schema creation between responders starting at the same time (CREATE TABLE IF NOT
 # EXISTS is not safe under concurrency in PostgreSQL). Any constant; this one spells "tgrs".
 _SCHEMA_LOCK = 0x74677273
+# Longer than any statement the responder runs (the 90-day report included), short enough that
+# Alertmanager's delivery, which waits on the history, gets its 503 and retries elsewhere soon.
+DEFAULT_TIMEOUT_SECONDS = 10.0
 
 SCHEMA = [
     f"""
@@ -55,6 +64,8 @@ SCHEMA = [
     )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_alertname ON {TABLE} (alertname, id)",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, fingerprint)",
+    # The report's window and retention's cutoff are both on received_at.
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_received ON {TABLE} (received_at)",
     f"""
     CREATE TABLE IF NOT EXISTS {ACKS} (
         fingerprint TEXT NOT NULL,
@@ -152,10 +163,13 @@ class PostgresHistory(SQLOutbox):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     _decode = staticmethod(decode_row)
 
-    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, connect_timeout: float = 5.0, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
         self._url = url
         self.where = display_url(url)
         self._connect_timeout = connect_timeout
+        self.timeout = timeout
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[TupleRow] | None = None
         with self._lock:
@@ -171,8 +185,26 @@ class PostgresHistory(SQLOutbox):
 
     def _connection(self) -> psycopg.Connection[TupleRow]:
         if self._conn is None or self._conn.closed:
+            ms = max(1, int(self.timeout * 1000))
             self._conn = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+                self._url,
+                autocommit=True,
+                connect_timeout=max(1, math.ceil(self._connect_timeout)),
+                # statement_timeout bounds a runaway query, lock_timeout a wait behind another
+                # session's lock (a replica's long transaction, a manual LOCK TABLE), and
+                # idle_in_transaction_session_timeout frees the locks of a responder frozen or
+                # cut off inside a transaction: ours never pause between statements.
+                options=f"-c statement_timeout={ms} -c lock_timeout={ms} "
+                f"-c idle_in_transaction_session_timeout={ms}",
+                # Keepalives probe an idle connection; tcp_user_timeout bounds the wait for
+                # the acknowledgement of a statement sent into a silent network (the kernel
+                # would retransmit for ~15 minutes). A slow but reachable server acknowledges
+                # at once, so neither cuts off a long statement: statement_timeout does that.
+                keepalives=1,
+                keepalives_idle=max(1, int(self.timeout)),
+                keepalives_interval=1,
+                keepalives_count=3,
+                tcp_user_timeout=ms,
             )
         return self._conn
 

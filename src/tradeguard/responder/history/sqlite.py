@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_alertname ON {TABLE} (alertname, id);
 CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, fingerprint);
+CREATE INDEX IF NOT EXISTS {TABLE}_received ON {TABLE} (received_at);
 CREATE TABLE IF NOT EXISTS {ACKS} (
     fingerprint TEXT NOT NULL,
     starts_at TEXT NOT NULL,
