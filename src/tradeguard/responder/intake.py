@@ -25,9 +25,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.responder.channels import Channel
@@ -53,31 +53,33 @@ class IntakeResult:
 
 
 class GroupCommitter:
-    """One writer thread that stores queued event lists together, one transaction a round."""
+    """One writer thread that stores queued event lists together, one transaction a round.
+
+    Requests wait on asyncio futures; a round settles all of its requests with one call into
+    their event loop, rather than one wake-up of the loop per request.
+    """
 
     def __init__(self, write: Callable[[list[AlertEvent]], list[bool]]) -> None:
         self._write = write
-        self._queue: queue.SimpleQueue[tuple[list[AlertEvent], Future[list[bool]]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
 
-    def submit(self, events: list[AlertEvent]) -> Future[list[bool]]:
+    async def store(self, events: list[AlertEvent]) -> list[bool]:
         """The new-flags of ``events`` once stored (HistoryError if the store failed)."""
-        future: Future[list[bool]] = Future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[bool]] = loop.create_future()
         with self._lock:
             if self._stopped:
-                future.set_exception(HistoryError("the responder is stopping"))
-                return future
+                raise HistoryError("the responder is stopping")
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="responder-commit", daemon=True
                 )
                 self._thread.start()
-            self._queue.put((events, future))
-        return future
+            self._queue.put(_Waiting(events, future, loop))
+        return await future
 
     def stop(self, timeout: float = 10.0) -> None:
         """Store what is queued, then stop; later submissions fail."""
@@ -108,18 +110,44 @@ class GroupCommitter:
             if stop:
                 return
 
-    def _commit(self, group: list[tuple[list[AlertEvent], Future[list[bool]]]]) -> None:
-        events = [e for batch, _ in group for e in batch]
+    def _commit(self, group: list[_Waiting]) -> None:
+        events = [e for waiting in group for e in waiting.events]
+        outcomes: list[list[bool] | BaseException] = []
         try:
             flags = self._write(events)
         except Exception as exc:  # every waiting request learns the store failed
-            for _, future in group:
-                future.set_exception(exc)
-            return
-        start = 0
-        for batch, future in group:
-            future.set_result(flags[start : start + len(batch)])
-            start += len(batch)
+            outcomes = [exc] * len(group)
+        else:
+            start = 0
+            for waiting in group:
+                outcomes.append(flags[start : start + len(waiting.events)])
+                start += len(waiting.events)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Waiting, Any]]] = {}
+        for waiting, outcome in zip(group, outcomes, strict=True):
+            by_loop.setdefault(waiting.loop, []).append((waiting, outcome))
+        for loop, settled in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    events: list[AlertEvent]
+    future: asyncio.Future[list[bool]]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(settled: list[tuple[_Waiting, Any]]) -> None:
+    """In the event loop: hand each waiting request its flags, or the store's error."""
+    for waiting, outcome in settled:
+        if waiting.future.done():  # the request was cancelled (client gone)
+            continue
+        if isinstance(outcome, BaseException):
+            waiting.future.set_exception(outcome)
+        else:
+            waiting.future.set_result(outcome)
 
 
 class Intake:
@@ -153,7 +181,18 @@ class Intake:
         ]
 
     def _write(self, events: list[AlertEvent]) -> list[bool]:
-        return self.history.insert_many(events, self.owed)
+        owed = 0
+
+        def plan(event: AlertEvent) -> list[OutboxItem]:
+            nonlocal owed
+            items = self.owed(event)
+            owed += len(items)
+            return items
+
+        flags = self.history.insert_many(events, plan)
+        if owed:  # committed: the sender has work now (and none to look for otherwise)
+            self._on_stored()
+        return flags
 
     def _split(
         self, payload: WebhookPayload, received_at: datetime | None
@@ -181,7 +220,7 @@ class Intake:
         events, heartbeats = self._split(payload, None)
         if not events:
             return IntakeResult(0, 0, heartbeats=heartbeats)
-        flags = await asyncio.wrap_future(self.committer.submit(events))
+        flags = await self.committer.store(events)
         return self._finish(events, flags, heartbeats)
 
     def store(self, events: list[AlertEvent]) -> list[bool]:
@@ -202,6 +241,4 @@ class Intake:
                 event.fingerprint,
                 event.receiver,
             )
-        if new:
-            self._on_stored()
         return IntakeResult(len(new), len(events) - len(new), new, heartbeats)

@@ -64,6 +64,7 @@ EVENT_INSERT_COLUMNS = (
 )
 
 OUTBOX = "notification_outbox"
+ROWS_PER_INSERT = 400  # 12 parameters a row: well under SQLite's and PostgreSQL's limits
 ATTEMPTS = "notification_attempts"
 
 # Decides which channels owe a notification for a newly stored event (empty: none).
@@ -274,14 +275,37 @@ class SQLHistoryReads(ABC):
     def insert(self, event: AlertEvent) -> bool:
         return self.insert_many([event])[0]
 
+    def _insert_events(self, tx: Tx, rows: Sequence[tuple[object, ...]]) -> list[bool]:
+        """Insert ``rows`` (EVENT_INSERT_COLUMNS values) a few hundred per statement; True for
+        each row this call stored, False for one already stored (or repeated in ``rows``).
+
+        One multi-row statement with RETURNING instead of a statement per row: a group commit
+        stores hundreds of events while every webhook of the group waits.
+        """
+        ph = self.placeholder
+        flags: list[bool] = []
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[start : start + ROWS_PER_INSERT]
+            values = ", ".join([f"({', '.join([ph] * len(chunk[0]))})"] * len(chunk))
+            stored = {
+                (r[0], r[1], r[2])
+                for r in tx.query(
+                    f"INSERT INTO {TABLE} ({EVENT_INSERT_COLUMNS}) VALUES {values} "
+                    "ON CONFLICT (fingerprint, starts_at, status) DO NOTHING "
+                    "RETURNING fingerprint, starts_at, status",
+                    tuple(v for row in chunk for v in row),
+                )
+            }
+            for row in chunk:
+                key = (row[0], row[3], row[2])  # fingerprint, starts_at, status
+                flags.append(key in stored)
+                stored.discard(key)  # a repeat within the chunk is not new
+        return flags
+
     def insert_many(
         self, events: Sequence[AlertEvent], outbox: OutboxPlan | None = None
     ) -> list[bool]:
         ph = self.placeholder
-        insert_event = (
-            f"INSERT INTO {TABLE} ({EVENT_INSERT_COLUMNS}) VALUES ({', '.join([ph] * 12)}) "
-            "ON CONFLICT (fingerprint, starts_at, status) DO NOTHING"
-        )
         already_resolved = (
             f"SELECT 1 FROM {TABLE} WHERE fingerprint = {ph} AND starts_at = {ph} "
             "AND status = 'resolved'"
@@ -293,16 +317,19 @@ class SQLHistoryReads(ABC):
         )
         rows = [self._event_row(e) for e in events]
         with self._transaction("storing alert events") as tx:
-            flags = [tx.execute(insert_event, row) == 1 for row in rows]
+            flags = self._insert_events(tx, rows)
             if outbox is None:
                 return flags
             for event, row, new in zip(events, rows, flags, strict=True):
                 if not new:
                     continue
+                items = outbox(event)
+                if not items:
+                    continue
                 if event.status == "firing" and tx.query(already_resolved, (row[0], row[3])):
                     continue
                 now = self._to_db_time(event.received_at)
-                for item in outbox(event):
+                for item in items:
                     n = item.notification
                     tx.execute(
                         insert_item,

@@ -93,6 +93,10 @@ class SQLOutbox(SQLHistoryReads):
         if category is not None:
             where.append(f"o.category = {ph}")
             params.append(category)
+        # Most passes find nothing: look before taking the write lock the intake needs.
+        probe = f"SELECT 1 FROM {OUTBOX} o WHERE {' AND '.join(where)} LIMIT 1"
+        if not self._query(probe, tuple(params)):
+            return []
         sql = (
             f"UPDATE {OUTBOX} SET claimed_by = {ph}, claimed_until = {ph} WHERE id IN ("
             f"SELECT o.id FROM {OUTBOX} o WHERE {' AND '.join(where)} "
