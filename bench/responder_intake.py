@@ -9,9 +9,12 @@ before, so every request makes the responder store new events.
   in a background thread; its one route reads the body and answers a small JSON 200. No server
   built on this stack goes faster, so the responder's figure is reported as a fraction of it:
   what validation, the history store and its fsync cost.
-- ``responder (sqlite)``: a real ResponderServer, no channels, no throttling, no credentials,
-  history in a SQLite file (its contract: every event on disk before the 200; the line names
-  the filesystem, since an fsync on tmpfs costs nothing).
+- ``responder (sqlite)``: a real ResponderServer, no throttling, no credentials, history in a
+  SQLite file (its contract: every event on disk before the 200; the line names the
+  filesystem, since an fsync on tmpfs costs nothing), and ``--channels`` channels (default 1)
+  that take every notification and discard it: each event writes that many outbox entries in
+  its transaction, and the background sender delivers them meanwhile, as in production; the
+  channel itself costs nothing, so the figure is the responder's, not a chat service's.
 - ``responder (postgresql)`` with ``--postgres``: the same against a throwaway PostgreSQL.
   That cluster runs with ``fsync=off`` (the harness's setting for tests), so it measures the
   round trips and not the disk.
@@ -62,6 +65,7 @@ from starlette.routing import Route
 
 from bench.common import quantile
 from tradeguard.process.services import PostgresServer
+from tradeguard.responder.notification import Notification
 from tradeguard.responder.service import ResponderServer, load_responder_settings
 
 WEBHOOK_PATH = "/alertmanager/webhook"  # the route Alertmanager's webhook_config points at
@@ -503,6 +507,22 @@ def progress(message: str) -> None:
     print(f"  .. {message}", flush=True)
 
 
+class DiscardChannel:
+    """A channel that takes every notification and drops it: the outbox and the sender do
+    their whole job, the far end costs nothing."""
+
+    is_pager = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def accepts(self, notification: Notification) -> bool:
+        return True
+
+    def send(self, notification: Notification) -> None:
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10, help="load per system")
@@ -519,6 +539,12 @@ def main(argv: list[str] | None = None) -> None:
         help="load generator (auto: wrk when installed, else httpx)",
     )
     parser.add_argument("--tmpdir", type=Path, default=None, help="where the SQLite file goes")
+    parser.add_argument(
+        "--channels",
+        type=int,
+        default=1,
+        help="discarding channels: outbox entries written (and delivered) per event",
+    )
     args = parser.parse_args(argv)
     if args.seconds < 1 or args.threads < 1 or args.connections < args.threads:
         parser.error("need --seconds >= 1, --threads >= 1 and --connections >= --threads")
@@ -584,7 +610,8 @@ def main(argv: list[str] | None = None) -> None:
                     console=False,
                     throttle_per_minute={},
                 )
-                server = ResponderServer(settings, channels=[]).start()
+                channels = [DiscardChannel(f"discard-{i}") for i in range(args.channels)]
+                server = ResponderServer(settings, channels=channels).start()
                 try:
                     before = server.history.count()
                     result = load(server.url, tmp)
@@ -594,7 +621,8 @@ def main(argv: list[str] | None = None) -> None:
                     server.stop()
             share = result.rate / floor.rate if floor.rate else 0.0
             ratios = f"{share:.2f}x the floor ({floor.rate:.0f}/s)"
-            lines.append(f"responder ({name}): {figures(result, 'webhooks')}, {ratios}")
+            outbox = f"{args.channels} outbox entr{'y' if args.channels == 1 else 'ies'}/event"
+            lines.append(f"responder ({name}, {outbox}): {figures(result, 'webhooks')}, {ratios}")
             ok, verdict = durability(stored, result, args.alerts)
             lines.append(f"  durability ({name}): {verdict}")
             if not ok:

@@ -46,6 +46,7 @@ FAULTS = int(os.environ.get("TRADEGUARD_SOAK_FAULTS", "80"))
 BUDGET = float(os.environ.get("TRADEGUARD_SOAK_SECONDS", "90"))
 SEED = int(os.environ.get("TRADEGUARD_SOAK_SEED", "20240404"))
 RATE = 10.0  # signals a second: well under what the cluster drains between faults
+DRAIN_FLOOR = 5.0  # signals a second over RATE a healed cluster must at least work off
 MAX_FAULTED = 2  # replicas faulted at once; the third keeps the cluster able to progress
 # kind -> weight; "db" faults become Redis faults on SQLite (a local file has no network path)
 KINDS = {
@@ -286,14 +287,22 @@ def test_seeded_fault_soak_loses_nothing_and_sends_nothing_twice(
     injecting = time.monotonic() - started
 
     cluster.wait_leader(FAST.failover_bound + 10)
-    publisher.wait_executed(cluster, len(publisher.accepted) + 20, 60)  # still making progress
+    # Still making progress: the backlog the faults left is worked off, and more on top. A long
+    # run leaves a long backlog (faults come faster than failovers end), so the bound grows
+    # with it: the slowest drain accepted is DRAIN_FLOOR signals a second beyond the new ones.
+    executed = len(set(publisher.accepted) & set(cluster.fills()))
+    backlog = len(publisher.accepted) - executed
+    drain_started = time.monotonic()
+    publisher.wait_executed(cluster, len(publisher.accepted) + 20, 60 + backlog / DRAIN_FLOOR)
+    drained = time.monotonic() - drain_started
     report = jepsen_check(cluster, publisher, timeout=60)
     failovers = cluster.epoch() - first_epoch
     print(
         f"\nsoak ({ledger_url.split(':', 1)[0]}, seed {SEED}): {done} faults in "
         f"{injecting:.0f}s ({done}/{FAULTS} planned, budget {BUDGET:.0f}s): "
         f"{dict(sorted(nemesis.injected.items()))}, {nemesis.on_leader} on the leader; "
-        f"{failovers} epochs\n"
+        f"{failovers} epochs; a backlog of {backlog} signals at the heal, worked off (with "
+        f"20 more) in {drained:.0f}s\n"
         f"signals: published {report.accepted} (+{report.indeterminate} indeterminate), "
         f"executed {report.executed}; lost {len(report.lost)}, unexpected "
         f"{len(report.unexpected)}, duplicate fills {len(report.duplicate)}, unrecorded "
