@@ -61,3 +61,12 @@ def test_a_restart_keeps_a_broken_path_broken_and_off_is_off() -> None:
     (unresolved,) = DeadMansSwitch(1, at(7)).check(at(8))
     assert broken_since([unresolved]) == at(7), "what a restarted responder reads back"
     assert broken_since([]) is None
+
+
+def test_time_the_responder_did_not_run_is_excused() -> None:
+    switch = DeadMansSwitch(20, T0)
+    switch.heartbeat(at(1), "a")
+    switch.excuse(at(40))  # frozen from 2 s to 40 s: no heartbeat could arrive
+    assert switch.check(at(41)) == []
+    (fired,) = switch.check(at(60))
+    assert fired.status == "firing"

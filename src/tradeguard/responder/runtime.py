@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -28,6 +29,7 @@ from tradeguard.responder.watchdog import DeadMansSwitch, broken_since
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
+STALL_SECONDS = 5.0  # a tick this late means the process itself was stopped
 PRUNE_INTERVAL = timedelta(hours=1)
 # Switch events kept for a store that keeps failing: it raises one per state change, and a
 # history down for days while heartbeats come and go must not grow this without bound.
@@ -153,7 +155,12 @@ class ResponderRuntime:
         return deleted
 
     def _tick_loop(self) -> None:
+        last = time.monotonic()
         while not self._stopping.wait(TICK_SECONDS):
+            gap, last = time.monotonic() - last, time.monotonic()
+            if gap > STALL_SECONDS:  # this process did not run (SIGSTOP, a suspended host)
+                log.warning("the responder did not run for %.0fs; not judging the path for it", gap)
+                self.switch.excuse(self._clock())
             try:
                 self.tick()
             except HistoryError as exc:  # the switch keeps its state and tries again

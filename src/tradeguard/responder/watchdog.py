@@ -90,6 +90,7 @@ class DeadMansSwitch:
         self._recovered_at: datetime | None = None
         self._live: set[str] = set()  # sources whose last Watchdog delivery was firing
         self._gone_at: datetime | None = None  # the last live source resolved at
+        self._excused_until = started_at  # see excuse()
         self._lock = threading.Lock()
 
     @property
@@ -115,6 +116,13 @@ class DeadMansSwitch:
             if not self._live:
                 self._gone_at = at
 
+    def excuse(self, until: datetime) -> None:
+        """The responder itself was not running (frozen, suspended) until ``until``: the
+        heartbeats it missed meanwhile say nothing about the path (ResponderDown, routed around
+        the responder, covers that time), so the timeout counts from ``until`` at the earliest."""
+        with self._lock:
+            self._excused_until = max(self._excused_until, until)
+
     def check(self, now: datetime) -> list[AlertEvent]:
         """The events the state change since the last check calls for (usually none)."""
         if not self.enabled:
@@ -126,7 +134,7 @@ class DeadMansSwitch:
                 self._gone_at = None
                 return events
             if self._state in ("waiting", "ok"):
-                reference = self._last or self._started_at
+                reference = max(self._last or self._started_at, self._excused_until)
                 if now - reference >= self.timeout or self._gone_at is not None:
                     self._state, self._since, self._gone_at = "broken", reference, None
                     return [self._event("firing", reference, now)]
@@ -141,11 +149,12 @@ class DeadMansSwitch:
     def _event(
         self, status: Literal["firing", "resolved"], since: datetime, now: datetime
     ) -> AlertEvent:
-        heard = (
-            f"the last Watchdog alert arrived at {iso(since)}"
-            if self._last is not None and since == self._last
-            else f"no Watchdog alert has arrived since the responder started at {iso(since)}"
-        )
+        if self._last is not None and since == self._last:
+            heard = f"the last Watchdog alert arrived at {iso(since)}"
+        elif since == self._started_at:
+            heard = f"no Watchdog alert has arrived since the responder started at {iso(since)}"
+        else:
+            heard = f"none has arrived since the responder ran again at {iso(since)}"
         seconds = int(self.timeout.total_seconds())
         annotations = {
             "summary": f"The alert path is broken: no Watchdog alert for {seconds}s ({heard}).",
