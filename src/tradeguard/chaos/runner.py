@@ -108,9 +108,14 @@ def run_scenario(
     resolve_timeout: float = 400.0,
     on_progress: Callable[[str], None] | None = None,
     wait_resolved: bool = True,
+    ready_timeout: float = 120.0,
 ) -> ScenarioResult:
     say = on_progress or (lambda _m: None)
     view = view_for(stack, scenario, view)
+    if scenario.ready is not None:
+        deadline = time.time() + ready_timeout
+        while not scenario.ready(stack) and time.time() < deadline:
+            time.sleep(0.5)
     injected = time.time()
     result = ScenarioResult(scenario.name, scenario.alert, injected)
     scenario.inject(stack)

@@ -43,6 +43,9 @@ class Scenario:
     # Where the alert shows: the responder's history, or, for alerts about the responder
     # itself, the sink Alertmanager routes them to around the responder.
     observed_at: Literal["responder", "bypass"] = "responder"
+    # Checked before the fault goes in (bounded wait): a scenario whose alert is still firing
+    # from the one before cannot fire again, so it waits until the stack has recovered.
+    ready: Callable[[Stack], bool] | None = None
 
 
 def _knobs(**values: float) -> Callable[[Stack], None]:
@@ -131,6 +134,15 @@ def _disk(low: bool) -> Callable[[Stack], None]:
             marker.unlink(missing_ok=True)
 
     return act
+
+
+def alert_path_ok(stack: Stack) -> bool:
+    """The responder hears Watchdog again (its dead man's switch reports the path ok)."""
+    try:
+        health = httpx.get(f"{stack.layout.responder_url}/healthz", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return bool(health.get("alert_path", {}).get("state") == "ok")
 
 
 def _alertmanagers(stack: Stack) -> list[str]:
@@ -245,6 +257,7 @@ SCENARIOS: dict[str, Scenario] = {
             _kill_alertmanagers,
             _start_alertmanagers,
             notes=["raised by the responder's dead man's switch, not by a rule"],
+            ready=alert_path_ok,
         ),
         Scenario(
             "prometheus-down",
@@ -253,6 +266,7 @@ SCENARIOS: dict[str, Scenario] = {
             _kill("prometheus"),
             _start("prometheus"),
             notes=["raised by the responder's dead man's switch, not by a rule"],
+            ready=alert_path_ok,
         ),
         Scenario(
             "responder-down",
@@ -262,6 +276,7 @@ SCENARIOS: dict[str, Scenario] = {
             _pause("responder", False),
             observed_at="bypass",
             notes=["routed around the responder, to the bypass sink"],
+            ready=alert_path_ok,
         ),
     ]
 }
