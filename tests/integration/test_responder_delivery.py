@@ -295,3 +295,31 @@ def test_cli_lists_deliveries_and_failures(
     assert "pagerduty" in only.output and "jsonl" not in only.output
     bad = CliRunner().invoke(alerts_app, ["notifications", *args, "--state", "lost"])
     assert bad.exit_code == 1 and "--state must be one of" in bad.output
+
+
+def test_in_one_group_commit_the_order_of_arrival_decides(history_url: str) -> None:
+    """A firing event then its resolved event, stored in one transaction (two webhooks in one
+    group commit): both owe notifications. The other way round, the late firing one does not."""
+    from tradeguard.responder.events import events_from_payload
+    from tradeguard.responder.history import open_history
+    from tradeguard.responder.notification import Notification
+    from tradeguard.responder.outbox import OutboxItem
+    from tradeguard.responder.payload import parse_payload
+
+    def plan(event: Any) -> list[OutboxItem]:
+        return [OutboxItem("jsonl", Notification.from_event(event))]
+
+    history = open_history(history_url)
+    try:
+        first = events_from_payload(parse_payload(body(payload(alert("firing")))))
+        then = events_from_payload(parse_payload(body(payload(alert("resolved")))))
+        assert history.insert_many([*first, *then], plan) == [True, True]
+        assert len(history.outbox_list(10)) == 2
+        other = {"fingerprint": "0000000000000bbb"}
+        late = events_from_payload(parse_payload(body(payload(alert("resolved", **other)))))
+        late += events_from_payload(parse_payload(body(payload(alert("firing", **other)))))
+        assert history.insert_many(late, plan) == [True, True]
+        statuses = [e.notification.status for e in history.outbox_list(10)]
+        assert statuses == ["resolved", "resolved", "firing"]  # newest first
+    finally:
+        history.close()

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # a pass at least this often: retries and held entries come due by time
 BATCH = 200  # entries claimed per pass
+LINGER_SECONDS = 0.05  # after a pass that delivered something, before the next one
 HELD_PER_SUMMARY = 1000  # a summary carries at most this many held entries; the rest wait
 CLAIM_SECONDS = 120.0  # a claim outlives any one delivery (channel timeouts are seconds)
 GAUGE_INTERVAL = 1.0
@@ -138,7 +139,11 @@ class DeliverySender:
             except Exception:  # the loop must outlive any one bad pass
                 log.exception("delivering notifications failed")
             self._refresh_gauges()
-            if not worked:
+            if worked:
+                # Let a burst gather before the next pass: each pass costs two commits that
+                # the intake's group commit waits behind; a notification waits LINGER at most.
+                self._stopping.wait(LINGER_SECONDS)
+            else:
                 self._wake.wait(POLL_SECONDS)
                 self._wake.clear()
 

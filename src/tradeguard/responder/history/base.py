@@ -195,6 +195,10 @@ class Tx(Protocol):
 
     def query(self, sql: str, params: tuple[object, ...]) -> list[Any]: ...
 
+    def execute_many(self, sql: str, params: Sequence[tuple[object, ...]]) -> None:
+        """Run ``sql`` once per parameter tuple (one round trip where the driver can)."""
+        ...
+
 
 class AlertHistory(OutboxStore, Protocol):
     """Durable, idempotent record of alert events, and the delivery outbox beside it."""
@@ -302,47 +306,69 @@ class SQLHistoryReads(ABC):
                 stored.discard(key)  # a repeat within the chunk is not new
         return flags
 
+    def _resolved_already(
+        self, tx: Tx, keys: Sequence[tuple[object, object]]
+    ) -> set[tuple[object, object]]:
+        """Of ``keys`` (fingerprint, starts_at as stored), those with a resolved event: a
+        firing event that arrives after them is stored but owes nobody a notification."""
+        found: set[tuple[object, object]] = set()
+        ph = self.placeholder
+        for start in range(0, len(keys), ROWS_PER_INSERT):
+            chunk = keys[start : start + ROWS_PER_INSERT]
+            fingerprints = sorted({str(f) for f, _ in chunk})
+            rows = tx.query(
+                f"SELECT fingerprint, starts_at FROM {TABLE} WHERE status = 'resolved' "
+                f"AND fingerprint IN ({', '.join([ph] * len(fingerprints))})",
+                tuple(fingerprints),
+            )
+            wanted = set(chunk)
+            found |= {(r[0], r[1]) for r in rows if (r[0], r[1]) in wanted}
+        return found
+
     def insert_many(
         self, events: Sequence[AlertEvent], outbox: OutboxPlan | None = None
     ) -> list[bool]:
         ph = self.placeholder
-        already_resolved = (
-            f"SELECT 1 FROM {TABLE} WHERE fingerprint = {ph} AND starts_at = {ph} "
-            "AND status = 'resolved'"
-        )
         insert_item = (
             f"INSERT INTO {OUTBOX} (channel, category, fingerprint, alertname, state, body, "
             f"created_at, next_attempt_at, attempts) "
             f"VALUES ({ph}, {ph}, {ph}, {ph}, 'pending', {ph}, {ph}, {ph}, 0)"
         )
         rows = [self._event_row(e) for e in events]
+        # (fingerprint, starts_at) as stored: what a firing and its resolved event share
+        keys = [(row[0], row[3]) for row in rows]
         with self._transaction("storing alert events") as tx:
+            # Resolved before this transaction; then, in delivery order, within it.
+            resolved = (
+                self._resolved_already(
+                    tx, [k for e, k in zip(events, keys, strict=True) if e.status == "firing"]
+                )
+                if outbox is not None
+                else set()
+            )
             flags = self._insert_events(tx, rows)
             if outbox is None:
                 return flags
-            for event, row, new in zip(events, rows, flags, strict=True):
-                if not new:
-                    continue
-                items = outbox(event)
-                if not items:
-                    continue
-                if event.status == "firing" and tx.query(already_resolved, (row[0], row[3])):
-                    continue
-                now = self._to_db_time(event.received_at)
-                for item in items:
-                    n = item.notification
-                    tx.execute(
-                        insert_item,
-                        (
-                            item.channel,
-                            item.category,
-                            n.fingerprint,
-                            n.alertname,
-                            item.body(),
-                            now,
-                            now,
-                        ),
+            items_rows: list[tuple[object, ...]] = []
+            for event, key, new in zip(events, keys, flags, strict=True):
+                if event.status == "resolved":
+                    resolved.add(key)
+                if not new or (event.status == "firing" and key in resolved):
+                    continue  # known already, or it arrived after its own resolved event
+                created = self._to_db_time(event.received_at)
+                items_rows.extend(
+                    (
+                        item.channel,
+                        item.category,
+                        item.notification.fingerprint,
+                        item.notification.alertname,
+                        item.body(),
+                        created,
+                        created,
                     )
+                    for item in outbox(event)
+                )
+            tx.execute_many(insert_item, items_rows)
         return flags
 
     @staticmethod

@@ -121,12 +121,11 @@ class SQLOutbox(SQLHistoryReads):
             return
         ph = self.placeholder
         with self._transaction("holding notifications") as tx:
-            for entry_id in entry_ids:
-                tx.execute(
-                    f"UPDATE {OUTBOX} SET state = 'held', claimed_by = NULL, "
-                    f"claimed_until = NULL WHERE id = {ph}",
-                    (entry_id,),
-                )
+            tx.execute_many(
+                f"UPDATE {OUTBOX} SET state = 'held', claimed_by = NULL, "
+                f"claimed_until = NULL WHERE id = {ph}",
+                [(entry_id,) for entry_id in entry_ids],
+            )
 
     def outbox_apply(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Write back what became of claimed entries, with their attempts, in one transaction."""
@@ -134,35 +133,40 @@ class SQLOutbox(SQLHistoryReads):
             return
         ph = self.placeholder
         t_now = self._to_db_time(now)
+        updates = [
+            (
+                o.state,
+                1 if o.attempt is not None else 0,
+                o.attempt.error if o.attempt is not None else None,
+                self._to_db_time(o.retry_at) if o.retry_at is not None else None,
+                t_now if o.state in ("sent", "dead") else None,
+                o.entry_id,
+            )
+            for o in outcomes
+        ]
+        attempts = [
+            (o.entry_id, self._to_db_time(o.attempt.at), o.attempt.outcome, o.attempt.error)
+            for o in outcomes
+            if o.attempt is not None
+        ]
+        merged = [(o.entry_id, t_now, m) for o in outcomes for m in o.merged]
         with self._transaction("recording deliveries") as tx:
-            for o in outcomes:
-                attempt = o.attempt
-                done = o.state in ("sent", "dead")
-                tx.execute(
-                    f"UPDATE {OUTBOX} SET state = {ph}, attempts = attempts + {ph}, "
-                    f"last_error = {ph}, next_attempt_at = COALESCE({ph}, next_attempt_at), "
-                    f"done_at = {ph}, claimed_by = NULL, claimed_until = NULL WHERE id = {ph}",
-                    (
-                        o.state,
-                        1 if attempt is not None else 0,
-                        attempt.error if attempt is not None else None,
-                        self._to_db_time(o.retry_at) if o.retry_at is not None else None,
-                        t_now if done else None,
-                        o.entry_id,
-                    ),
-                )
-                if attempt is not None:
-                    tx.execute(
-                        f"INSERT INTO {ATTEMPTS} (outbox_id, attempted_at, outcome, error) "
-                        f"VALUES ({ph}, {ph}, {ph}, {ph})",
-                        (o.entry_id, self._to_db_time(attempt.at), attempt.outcome, attempt.error),
-                    )
-                for merged in o.merged:
-                    tx.execute(
-                        f"UPDATE {OUTBOX} SET state = 'merged', carried_by = {ph}, done_at = {ph}, "
-                        f"claimed_by = NULL, claimed_until = NULL WHERE id = {ph}",
-                        (o.entry_id, t_now, merged),
-                    )
+            tx.execute_many(
+                f"UPDATE {OUTBOX} SET state = {ph}, attempts = attempts + {ph}, "
+                f"last_error = {ph}, next_attempt_at = COALESCE({ph}, next_attempt_at), "
+                f"done_at = {ph}, claimed_by = NULL, claimed_until = NULL WHERE id = {ph}",
+                updates,
+            )
+            tx.execute_many(
+                f"INSERT INTO {ATTEMPTS} (outbox_id, attempted_at, outcome, error) "
+                f"VALUES ({ph}, {ph}, {ph}, {ph})",
+                attempts,
+            )
+            tx.execute_many(
+                f"UPDATE {OUTBOX} SET state = 'merged', carried_by = {ph}, done_at = {ph}, "
+                f"claimed_by = NULL, claimed_until = NULL WHERE id = {ph}",
+                merged,
+            )
 
     def outbox_release_claims(self, owner: str) -> int:
         """Give back every claim ``owner`` holds (a restarted sender, or one stopping)."""

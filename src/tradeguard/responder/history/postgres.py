@@ -121,6 +121,10 @@ class _PostgresTx:
         self._cur.execute(sql, params)
         return self._cur.fetchall()
 
+    def execute_many(self, sql: str, params: Sequence[tuple[object, ...]]) -> None:
+        if params:
+            self._cur.executemany(sql, params)  # pipelined by psycopg 3
+
 
 def _row(event: AlertEvent) -> tuple[object, ...]:
     return (

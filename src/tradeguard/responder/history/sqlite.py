@@ -100,6 +100,10 @@ class _SQLiteTx:
     def query(self, sql: str, params: tuple[object, ...]) -> list[Any]:
         return self._conn.execute(sql, params).fetchall()
 
+    def execute_many(self, sql: str, params: Sequence[tuple[object, ...]]) -> None:
+        if params:
+            self._conn.executemany(sql, params)
+
 
 def _row(event: AlertEvent) -> tuple[object, ...]:
     return (
