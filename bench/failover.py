@@ -162,7 +162,7 @@ def run(kills: int, switchovers: int, ledger: str, workdir: Path) -> dict[str, f
     redis = RedisServer(workdir / "redis", durable=True).start()
     pg: PostgresServer | None = None
     replicas: list[Replica] = []
-    stop = threading.Event()
+    generator: SignalGenerator | None = None
     try:
         if ledger == "postgresql":
             pg = PostgresServer(workdir / "pg").start()
@@ -179,7 +179,7 @@ def run(kills: int, switchovers: int, ledger: str, workdir: Path) -> dict[str, f
             SignalStream(make_client(redis.url, socket_timeout=0.5), Keys()),
             GeneratorConfig(rate=20.0, seed=3),
         )
-        threading.Thread(target=generator.run, args=(stop,), daemon=True).start()
+        generator.start()
 
         to_leader: list[float] = []
         to_action: list[float] = []
@@ -215,7 +215,7 @@ def run(kills: int, switchovers: int, ledger: str, workdir: Path) -> dict[str, f
                 flush=True,
             )
             leader.proc.start()
-        stop.set()
+        generator.stop()
 
         print(
             f"\nfailover, {ledger} ledger, TTL {TTL:.0f}s / renew {RENEW:.0f}s / deadline "
@@ -239,7 +239,8 @@ def run(kills: int, switchovers: int, ledger: str, workdir: Path) -> dict[str, f
         )
         return out
     finally:
-        stop.set()
+        if generator is not None:
+            generator.stop()
         for r in replicas:
             r.proc.stop(5)
         redis.stop()

@@ -6,7 +6,6 @@ requested duration.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     console.print("starting redis-server …")
     redis = RedisServer(run_dir / "redis").start()
     svc: EngineService | None = None
-    stop = threading.Event()
+    gen: SignalGenerator | None = None
     try:
         settings = load_settings(
             redis_url=redis.url, duckdb_path=run_dir / "demo.duckdb", metrics_port=port
@@ -86,7 +85,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
                 seed=options.seed,
             ),
         )
-        threading.Thread(target=gen.run, args=(stop,), name="generator", daemon=True).start()
+        gen.start()
         console.print(
             f"redis {redis.url}  ·  metrics {svc.metrics_url}  ·  "
             f"{options.rate:.0f} signals/s for {options.duration:.0f}s (Ctrl-C stops)"
@@ -106,7 +105,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: stopping")
     finally:
-        stop.set()
+        if gen is not None:
+            gen.stop()
         if svc is not None:
             svc.stop()
         redis.stop()

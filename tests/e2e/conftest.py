@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,6 @@ class LiveStack:
     stack: Stack
     view: ResponderView
     generator: SignalGenerator
-    stop: threading.Event
     results: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -38,7 +36,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     run_dir: Path = tmp_path_factory.mktemp("stack")
     layout = StackLayout.allocate(run_dir, profile="fast", replicas=2)
     stack = Stack(layout).start()
-    stop = threading.Event()
+    gen: SignalGenerator | None = None
     try:
         gen = SignalGenerator(
             SignalStream(
@@ -46,9 +44,9 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
             ),
             GeneratorConfig(rate=20, seed=5),
         )
-        thread = threading.Thread(target=gen.run, args=(stop,), daemon=True)
-        thread.start()
-        yield LiveStack(stack, ResponderView(layout.responder_url, ensure_token(layout)), gen, stop)
+        gen.start()
+        yield LiveStack(stack, ResponderView(layout.responder_url, ensure_token(layout)), gen)
     finally:
-        stop.set()
+        if gen is not None:
+            gen.stop()
         stack.stop()

@@ -104,10 +104,10 @@ def test_scenarios_fire_in_time_resolve_and_lose_nothing(live_stack: LiveStack) 
         t.join()
     unresolved = [r.name for r in results if r.resolved_after is None]
     assert not unresolved, f"no resolved notice for {unresolved}"
-    live_stack.stop.set()
-    published = live_stack.generator.report.published + burst_ids(live_stack.stack)
+    report = live_stack.generator.stop()  # waits for the publish in flight
+    published = report.published + burst_ids(live_stack.stack)
     _drain(live_stack.layout, published, timeout=90)
-    final = audit(live_stack.layout, published, live_stack.generator.report.indeterminate)
+    final = audit(live_stack.layout, published, report.indeterminate)
     assert final.published > 500
     assert final.lost == set(), f"{len(final.lost)} acknowledged signals never handled"
     assert final.duplicated == set(), f"{len(final.duplicated)} signals sent to the broker twice"

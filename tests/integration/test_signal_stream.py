@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from dataclasses import replace
 
@@ -109,6 +111,30 @@ def test_publish_to_a_dead_redis_raises_and_counts(
         stream.publish(sig(1))
     assert value(metrics, "tradeguard_signal_publish_errors_total", reason="redis_error") == 1
     assert value(metrics, "tradeguard_redis_connection_errors_total", layer="signal_stream") == 1
+
+
+def test_an_unreadable_reply_is_an_unknown_outcome(metrics: Metrics) -> None:
+    """A reply torn mid-way (a protocol error) may follow a command Redis ran: not a refusal."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def garble() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"?not a reply\r\n")
+
+    threading.Thread(target=garble, daemon=True).start()
+    stream = SignalStream(
+        make_client(f"redis://127.0.0.1:{port}/0", socket_timeout=2), Keys(), metrics=metrics
+    )
+    try:
+        with pytest.raises(PublishError) as caught:
+            stream.publish(sig(1))
+    finally:
+        server.close()
+    assert caught.value.maybe_queued
+    assert value(metrics, "tradeguard_signal_publish_errors_total", reason="redis_error") == 1
 
 
 def test_trim_never_removes_unacknowledged_entries(stream: SignalStream) -> None:

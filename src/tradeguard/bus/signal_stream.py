@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from redis import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from tradeguard.bus.connection import CONNECTION_ERRORS
 from tradeguard.bus.instrument import LayerInstruments
@@ -122,6 +122,12 @@ class SignalStream:
         except ResponseError as exc:  # READONLY, OOM, MISCONF: the script did not run
             self._count_publish_error("redis_error")
             raise PublishError(f"signal {signal.signal_id} refused by Redis: {exc}") from exc
+        except RedisError as exc:  # a reply that could not be read (InvalidResponse, ...)
+            self.instruments.connection_error()
+            self._count_publish_error("redis_error")
+            raise PublishError(
+                f"signal {signal.signal_id} not confirmed: {exc}", maybe_queued=True
+            ) from exc
         if entry_id is None:
             self._count_publish_error("duplicate")
             raise DuplicateSignal(f"signal id {signal.signal_id} was already published")

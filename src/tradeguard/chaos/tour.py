@@ -140,12 +140,11 @@ def run_tour(
     console.print(f"stack up in {time.monotonic() - t0:.1f}s")
     for name, url in layout.urls().items():
         console.print(f"  {name:20s} {url}")
-    stop = threading.Event()
     gen = SignalGenerator(
         SignalStream(make_client(layout.redis_url(Layer.SIGNAL_STREAM), socket_timeout=1), Keys()),
         GeneratorConfig(rate=rate, seed=11),
     )
-    threading.Thread(target=gen.run, args=(stop,), daemon=True, name="workload").start()
+    gen.start()
     view = ResponderView(layout.responder_url, ensure_token(layout))
     console.print("waiting until Prometheus scrapes every target …")
     wait_until(lambda: _all_targets_up(layout), 60, "every scrape target up")
@@ -172,13 +171,13 @@ def run_tour(
             while any(t.is_alive() for t in resolvers) or time.monotonic() - started < min_duration:
                 live.update(_table(results, "", None))
                 time.sleep(0.5)
-            stop.set()
-            published = gen.report.published + burst_ids(stack)
+            report = gen.stop()  # waits for the publish in flight, which the audit must see
+            published = report.published + burst_ids(stack)
             _drain(layout, published)
-            final = audit(layout, published, gen.report.indeterminate)
+            final = audit(layout, published, report.indeterminate)
             live.update(_table(results, "", final, resolve_cap))
     finally:
-        stop.set()
+        gen.stop()
         stack.stop()
     assert final is not None
     caught = sum(r.caught for r in results)

@@ -49,6 +49,8 @@ class SignalGenerator:
         self.report = GeneratorReport()
         self._rng = random.Random(self.config.seed)
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def make_signal(self) -> Signal:
         cfg, rng = self.config, self._rng
@@ -98,6 +100,30 @@ class SignalGenerator:
         with self._lock:
             self.report.errors += 1
             self.report.last_error = str(exc)
+
+    def start(self) -> SignalGenerator:
+        """Publish in a background thread until :meth:`stop`."""
+        if self._thread is not None:
+            raise RuntimeError("the generator is already running")
+        self._thread = threading.Thread(
+            target=self.run, args=(self._stop,), name="signal-generator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> GeneratorReport:
+        """Stop publishing and wait for the publish in flight, then return the report.
+
+        Reading the report without waiting races the last publish: Redis may queue that signal
+        after the reader took its copy, and an audit would then find it executed but never
+        published.
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError(f"the generator did not stop within {timeout:.0f}s")
+        return self.report
 
     def run(self, stop: threading.Event, limit: int | None = None) -> GeneratorReport:
         """Publish at ``rate`` per second until ``stop`` or ``limit`` accepted signals."""
