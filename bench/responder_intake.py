@@ -4,11 +4,10 @@ The same load goes to each server in turn: version-4 Alertmanager payloads POSTe
 ``/alertmanager/webhook`` over keep-alive connections, each alert with a fingerprint never sent
 before, so every request makes the responder store new events.
 
-- ``floor``: a bare Starlette app on the uvicorn settings the responder uses, served from a
-  socket bound on 127.0.0.1 port 0 (TCP, Nagle's algorithm off, as ResponderServer binds it)
-  in a background thread; its one route reads the body and answers a small JSON 200. No server
-  built on this stack goes faster, so the responder's figure is reported as a fraction of it:
-  what validation, the history store and its fsync cost.
+- ``floor``: a bare Starlette app served by the responder's own BackgroundHTTPServer (the same
+  socket options and uvicorn settings, in a background thread); its one route reads the body and
+  answers a small JSON 200. No server built on this stack goes faster, so the responder's figure
+  is reported as a fraction of it: what validation, the history store and its fsync cost.
 - ``responder (sqlite)``: a real ResponderServer, no throttling, no credentials, history in a
   SQLite file (its contract: every event on disk before the 200; the line names the
   filesystem, since an fsync on tmpfs costs nothing), and ``--channels`` channels (default 1)
@@ -44,11 +43,9 @@ import multiprocessing
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,7 +54,6 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -65,6 +61,7 @@ from starlette.routing import Route
 
 from bench.common import quantile
 from tradeguard.process.services import PostgresServer
+from tradeguard.responder.http_server import BackgroundHTTPServer
 from tradeguard.responder.notification import Notification
 from tradeguard.responder.service import ResponderServer, load_responder_settings
 
@@ -133,18 +130,12 @@ def assemble(parts: list[str], worker: int, n: int) -> bytes:
 
 # ---- servers --------------------------------------------------------------------------------
 class FloorServer:
-    """A bare Starlette app on the responder's uvicorn settings: the cost of the stack alone.
-
-    Bound and started the way ResponderServer.start does (socket bound here on port 0, uvicorn
-    in a background thread), so the only difference the load sees is the responder's own work.
-    """
+    """A bare Starlette app served the way the responder is (the same BackgroundHTTPServer:
+    socket options, uvicorn settings, a background thread): the cost of the stack alone."""
 
     def __init__(self) -> None:
-        self.app = Starlette(routes=[Route(WEBHOOK_PATH, self._webhook, methods=["POST"])])
-        self._socket: socket.socket | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
+        app = Starlette(routes=[Route(WEBHOOK_PATH, self._webhook, methods=["POST"])])
+        self._http = BackgroundHTTPServer(app, "127.0.0.1", 0, "floor server", "floor-http")
 
     @staticmethod
     async def _webhook(request: Request) -> Response:
@@ -153,48 +144,14 @@ class FloorServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self._http.port}"
 
-    def start(self, timeout: float = 10.0) -> FloorServer:
-        # As ResponderServer binds: a TCP socket with Nagle's algorithm off. Without it, a
-        # response written in two sends (uvicorn: head, then body) waits for the client's
-        # delayed ACK (40 ms on Linux) and every figure measures that stall instead.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(128)
-        self._socket = sock
-        self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(
-            self.app,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
-        server = uvicorn.Server(config)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="floor-http", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit("the floor server did not start")
-            time.sleep(0.01)
+    def start(self) -> FloorServer:
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
+        self._http.stop()
 
 
 @contextlib.contextmanager

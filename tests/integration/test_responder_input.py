@@ -508,6 +508,8 @@ def test_prune_deletes_what_is_over_and_keeps_what_is_not(history_url: str) -> N
         }
         assert ("c1", "firing", later) in left
         assert [e.fingerprint for e in history.firing()] == ["c1", "b1"]
+        assert [e.fingerprint for e in history.firing("b1")] == ["b1"]
+        assert history.firing("d1") == []  # resolved
         assert rows(history_url, "alert_acks") == 1  # b1's; a1's went with its occurrence
         remaining = {e.id: e.state for e in history.outbox_list(100)}
         assert set(remaining) == {ids[1], ids[4], ids[5], ids[6], ids[7]}

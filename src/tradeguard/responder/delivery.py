@@ -88,6 +88,10 @@ class DeliverySender:
             max_workers=max(1, len(self.channels)), thread_name_prefix="responder-channel"
         )
         self._gauges_at = 0.0
+        # Whether held entries may exist: read from the store only then (most passes of a
+        # responder that never throttled would otherwise query for nothing). Unknown at start;
+        # set again by every hold and by the gauges' counts (another responder's holds).
+        self._holding = True
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -157,7 +161,7 @@ class DeliverySender:
         by_channel: dict[str, list[OutboxEntry]] = defaultdict(list)
         for entry in due:
             by_channel[entry.channel].append(entry)
-        held_keys = [] if self.throttle is None else self.store.outbox_held_keys()
+        held_keys = self._held_keys()
         channels = set(by_channel) | {channel for channel, _ in held_keys}
         futures = [
             self._pool.submit(
@@ -192,9 +196,7 @@ class DeliverySender:
             held = [
                 e
                 for category in held_categories
-                for e in self.store.outbox_claim(
-                    self.owner, now, lease, HELD_PER_SUMMARY, "held", name, category
-                )
+                for e in self._claim_held(name, category, now, lease, any_category=True)
             ]
             why = f"channel {name!r} is no longer configured"
             return [self._dead_entry(e, now, why) for e in [*due, *held]]
@@ -207,6 +209,7 @@ class DeliverySender:
             carried = self._claim_held(name, entry.category, now, lease)
             outcomes.extend(self._deliver(channel, entry, carried, now))
         if to_hold:
+            self._holding = True
             self.store.outbox_hold(to_hold)
             self._throttled.inc(len(to_hold))
             log.info("%d notification(s) for %s held back by throttling", len(to_hold), name)
@@ -219,15 +222,30 @@ class DeliverySender:
                 outcomes.extend(self._deliver(channel, newest, older, now))
         return outcomes
 
+    def _held_keys(self) -> list[tuple[str, str]]:
+        if self.throttle is None or not self._holding:
+            return []
+        keys = self.store.outbox_held_keys()
+        self._holding = bool(keys)
+        return keys
+
     def _over_limit(self, channel: Channel, category: str) -> bool:
         if self.throttle is None or channel.is_pager:
             return False
         return not self.throttle.has_room(channel.name, category)
 
     def _claim_held(
-        self, channel: str, category: str, now: datetime, lease: datetime
+        self,
+        channel: str,
+        category: str,
+        now: datetime,
+        lease: datetime,
+        any_category: bool = False,
     ) -> list[OutboxEntry]:
-        if self.throttle is None or not self.throttle.limits_category(category):
+        """Held entries of ``category`` to carry in a summary: none for a category throttling
+        does not limit (unless ``any_category``: a removed channel's entries all go dead)."""
+        limited = self.throttle is not None and self.throttle.limits_category(category)
+        if not (limited or any_category):
             return []
         return self.store.outbox_claim(
             self.owner, now, lease, HELD_PER_SUMMARY, "held", channel, category
@@ -306,6 +324,8 @@ class DeliverySender:
             counts = self.store.outbox_counts()
         except HistoryError:
             return
+        if counts.by_state.get("held", 0):
+            self._holding = True
         for state in ("pending", "held", "dead"):
             self._metrics.responder_outbox.labels(state).set(counts.by_state.get(state, 0))
         self._metrics.responder_outbox_oldest_age.set(counts.waiting_age(self._clock()))

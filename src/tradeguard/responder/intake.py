@@ -173,6 +173,8 @@ class Intake:
 
     def owed(self, event: AlertEvent) -> list[OutboxItem]:
         """The notifications a new event owes: one per channel that accepts it."""
+        if not self.channels:
+            return []
         notification = Notification.from_event(event)
         return [
             OutboxItem(channel.name, notification)

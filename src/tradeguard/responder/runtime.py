@@ -25,7 +25,7 @@ from tradeguard.responder.history.base import AlertHistory, HistoryError
 from tradeguard.responder.intake import Intake
 from tradeguard.responder.settings import ResponderSettings
 from tradeguard.responder.throttle import Throttle
-from tradeguard.responder.watchdog import DeadMansSwitch, broken_since
+from tradeguard.responder.watchdog import ALERT_PATH_FINGERPRINT, DeadMansSwitch, broken_since
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
@@ -66,7 +66,7 @@ class ResponderRuntime:
         self._clock = clock
         started = clock()
         try:
-            restored = broken_since(history.firing())
+            restored = broken_since(history.firing(ALERT_PATH_FINGERPRINT))
         except HistoryError as exc:
             log.error("cannot read the alert path's last state: %s", exc)
             restored = None

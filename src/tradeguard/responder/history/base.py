@@ -45,7 +45,7 @@ SELECT_COLUMNS = ", ".join(f"e.{c}" for c in COLUMNS)
 # newer startsAt means the older occurrence ended even if its resolved notice was lost.
 FIRING_SQL = f"""
 SELECT {SELECT_COLUMNS} FROM {TABLE} e
-WHERE e.status = 'firing'
+WHERE e.status = 'firing'{{only}}
   AND NOT EXISTS (
     SELECT 1 FROM {TABLE} r
     WHERE r.fingerprint = e.fingerprint AND r.starts_at = e.starts_at AND r.status = 'resolved'
@@ -129,6 +129,16 @@ DELETE FROM {ATTEMPTS} WHERE outbox_id IN (
 )
 """
 PRUNE_OUTBOX_SQL = f"DELETE FROM {OUTBOX} WHERE state IN ({_FINISHED}) AND done_at < {{ph}}"
+
+
+def values_list(ph: str, rows: Sequence[tuple[object, ...]]) -> str:
+    """``(?, ?), (?, ?)``: the VALUES list of a multi-row statement over ``rows``."""
+    one = f"({', '.join([ph] * len(rows[0]))})"
+    return ", ".join([one] * len(rows))
+
+
+def flat(rows: Sequence[tuple[object, ...]]) -> tuple[object, ...]:
+    return tuple(v for row in rows for v in row)
 
 
 @dataclass(frozen=True)
@@ -218,8 +228,9 @@ class AlertHistory(OutboxStore, Protocol):
         """
         ...
 
-    def firing(self) -> list[AlertEvent]:
-        """The firing event of every alert occurrence not yet resolved, newest first."""
+    def firing(self, fingerprint: str | None = None) -> list[AlertEvent]:
+        """The firing event of every alert occurrence not yet resolved (of one alert, given its
+        fingerprint), newest first."""
         ...
 
     def history(self, limit: int = 50, alertname: str | None = None) -> list[AlertEvent]:
@@ -269,8 +280,16 @@ class SQLHistoryReads(ABC):
     def _query(self, sql: str, params: tuple[object, ...]) -> list[Any]: ...
 
     @abstractmethod
-    def _transaction(self, what: str) -> AbstractContextManager[Tx]:
-        """One transaction, committed when the block ends (HistoryError naming ``what``)."""
+    def _transaction(self, what: str, durable: bool = True) -> AbstractContextManager[Tx]:
+        """One transaction, committed when the block ends (HistoryError naming ``what``).
+
+        ``durable=False`` commits without waiting for the disk: the transaction is atomic and
+        visible at once, survives a crash of the process, and reaches the disk with the next
+        durable commit (or the database's own flush); only a power loss can undo it. The
+        sender's bookkeeping (claims, holds, outcomes) commits this way: undone, a
+        notification is delivered again (at least once, as after any crash mid-delivery), and
+        the intake's durable commits, which every 200 waits for, stop queueing behind its fsyncs.
+        """
 
     @abstractmethod
     def _event_row(self, event: AlertEvent) -> tuple[object, ...]:
@@ -279,25 +298,46 @@ class SQLHistoryReads(ABC):
     def insert(self, event: AlertEvent) -> bool:
         return self.insert_many([event])[0]
 
-    def _insert_events(self, tx: Tx, rows: Sequence[tuple[object, ...]]) -> list[bool]:
+    def _known(self, tx: Tx, keys: Sequence[tuple[object, object]]) -> set[tuple[object, ...]]:
+        """(fingerprint, starts_at, status) of the stored events of the occurrences ``keys``
+        ((fingerprint, starts_at) as stored), in one query per few hundred keys."""
+        found: set[tuple[object, ...]] = set()
+        ph = self.placeholder
+        for start in range(0, len(keys), ROWS_PER_INSERT):
+            chunk = keys[start : start + ROWS_PER_INSERT]
+            fingerprints = sorted({str(f) for f, _ in chunk})
+            starts = sorted({s for _, s in chunk}, key=str)
+            rows = tx.query(
+                f"SELECT fingerprint, starts_at, status FROM {TABLE} "
+                f"WHERE fingerprint IN ({', '.join([ph] * len(fingerprints))}) "
+                f"AND starts_at IN ({', '.join([ph] * len(starts))})",
+                (*fingerprints, *starts),
+            )
+            wanted = set(chunk)
+            found |= {(r[0], r[1], r[2]) for r in rows if (r[0], r[1]) in wanted}
+        return found
+
+    def _insert_events(
+        self, tx: Tx, rows: Sequence[tuple[object, ...]], known: set[tuple[object, ...]]
+    ) -> list[bool]:
         """Insert ``rows`` (EVENT_INSERT_COLUMNS values) a few hundred per statement; True for
         each row this call stored, False for one already stored (or repeated in ``rows``).
 
-        One multi-row statement with RETURNING instead of a statement per row: a group commit
-        stores hundreds of events while every webhook of the group waits.
+        ``known`` are the keys this transaction found stored already. Here the database's
+        answer decides (INSERT ... ON CONFLICT DO NOTHING RETURNING), which holds when several
+        responders write at once; a backend with a single writer may trust ``known`` instead.
         """
         ph = self.placeholder
         flags: list[bool] = []
         for start in range(0, len(rows), ROWS_PER_INSERT):
             chunk = rows[start : start + ROWS_PER_INSERT]
-            values = ", ".join([f"({', '.join([ph] * len(chunk[0]))})"] * len(chunk))
             stored = {
                 (r[0], r[1], r[2])
                 for r in tx.query(
-                    f"INSERT INTO {TABLE} ({EVENT_INSERT_COLUMNS}) VALUES {values} "
+                    f"INSERT INTO {TABLE} ({EVENT_INSERT_COLUMNS}) VALUES {values_list(ph, chunk)} "
                     "ON CONFLICT (fingerprint, starts_at, status) DO NOTHING "
                     "RETURNING fingerprint, starts_at, status",
-                    tuple(v for row in chunk for v in row),
+                    flat(chunk),
                 )
             }
             for row in chunk:
@@ -306,49 +346,20 @@ class SQLHistoryReads(ABC):
                 stored.discard(key)  # a repeat within the chunk is not new
         return flags
 
-    def _resolved_already(
-        self, tx: Tx, keys: Sequence[tuple[object, object]]
-    ) -> set[tuple[object, object]]:
-        """Of ``keys`` (fingerprint, starts_at as stored), those with a resolved event: a
-        firing event that arrives after them is stored but owes nobody a notification."""
-        found: set[tuple[object, object]] = set()
-        ph = self.placeholder
-        for start in range(0, len(keys), ROWS_PER_INSERT):
-            chunk = keys[start : start + ROWS_PER_INSERT]
-            fingerprints = sorted({str(f) for f, _ in chunk})
-            rows = tx.query(
-                f"SELECT fingerprint, starts_at FROM {TABLE} WHERE status = 'resolved' "
-                f"AND fingerprint IN ({', '.join([ph] * len(fingerprints))})",
-                tuple(fingerprints),
-            )
-            wanted = set(chunk)
-            found |= {(r[0], r[1]) for r in rows if (r[0], r[1]) in wanted}
-        return found
-
     def insert_many(
         self, events: Sequence[AlertEvent], outbox: OutboxPlan | None = None
     ) -> list[bool]:
         ph = self.placeholder
-        insert_item = (
-            f"INSERT INTO {OUTBOX} (channel, category, fingerprint, alertname, state, body, "
-            f"created_at, next_attempt_at, attempts) "
-            f"VALUES ({ph}, {ph}, {ph}, {ph}, 'pending', {ph}, {ph}, {ph}, 0)"
-        )
         rows = [self._event_row(e) for e in events]
         # (fingerprint, starts_at) as stored: what a firing and its resolved event share
         keys = [(row[0], row[3]) for row in rows]
         with self._transaction("storing alert events") as tx:
-            # Resolved before this transaction; then, in delivery order, within it.
-            resolved = (
-                self._resolved_already(
-                    tx, [k for e, k in zip(events, keys, strict=True) if e.status == "firing"]
-                )
-                if outbox is not None
-                else set()
-            )
-            flags = self._insert_events(tx, rows)
+            known = self._known(tx, keys)
+            flags = self._insert_events(tx, rows, known)
             if outbox is None:
                 return flags
+            # Resolved before this transaction; then, in delivery order, within it.
+            resolved = {(k[0], k[1]) for k in known if k[2] == "resolved"}
             items_rows: list[tuple[object, ...]] = []
             for event, key, new in zip(events, keys, flags, strict=True):
                 if event.status == "resolved":
@@ -368,15 +379,25 @@ class SQLHistoryReads(ABC):
                     )
                     for item in outbox(event)
                 )
-            tx.execute_many(insert_item, items_rows)
+            for start in range(0, len(items_rows), ROWS_PER_INSERT):
+                chunk = items_rows[start : start + ROWS_PER_INSERT]
+                tx.execute(
+                    f"INSERT INTO {OUTBOX} (channel, category, fingerprint, alertname, body, "
+                    f"created_at, next_attempt_at, state, attempts) VALUES "
+                    + ", ".join([f"({', '.join([ph] * 7)}, 'pending', 0)"] * len(chunk)),
+                    flat(chunk),
+                )
         return flags
 
     @staticmethod
     @abstractmethod
     def _decode(row: Sequence[Any]) -> AlertEvent: ...
 
-    def firing(self) -> list[AlertEvent]:
-        return [self._decode(r) for r in self._query(FIRING_SQL, ())]
+    def firing(self, fingerprint: str | None = None) -> list[AlertEvent]:
+        if fingerprint is None:
+            return [self._decode(r) for r in self._query(FIRING_SQL.format(only=""), ())]
+        sql = FIRING_SQL.format(only=f" AND e.fingerprint = {self.placeholder}")
+        return [self._decode(r) for r in self._query(sql, (fingerprint,))]
 
     def history(self, limit: int = 50, alertname: str | None = None) -> list[AlertEvent]:
         check_limit(limit)

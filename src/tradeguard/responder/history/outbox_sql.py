@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from tradeguard.responder.history.base import ATTEMPTS, OUTBOX, SQLHistoryReads
+from tradeguard.responder.history.base import (
+    ATTEMPTS,
+    OUTBOX,
+    ROWS_PER_INSERT,
+    SQLHistoryReads,
+    flat,
+    values_list,
+)
+from tradeguard.responder.history.schema import OPEN_ONLY
 from tradeguard.responder.notification import Notification
 from tradeguard.responder.outbox import (
     OutboxCounts,
@@ -30,6 +38,12 @@ ENTRY_COLUMNS = (
     "o.attempts, o.last_error, o.done_at, o.carried_by"
 )
 WAITING_STATES = ("pending", "held")
+_T = TypeVar("_T")
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), ROWS_PER_INSERT):
+        yield items[start : start + ROWS_PER_INSERT]
 
 
 class SQLOutbox(SQLHistoryReads):
@@ -73,13 +87,15 @@ class SQLOutbox(SQLHistoryReads):
         A pending entry waits while an older pending entry of the same channel and alert exists,
         so a resolved notice never overtakes the firing notice it follows.
         """
+        if state not in ("pending", "held"):
+            raise ValueError(f"only pending or held entries are claimed, not {state!r}")
         ph = self.placeholder
         t_now = self._to_db_time(now)
         where = [
-            f"o.state = {ph}",
+            f"o.state = '{state}' AND o.{OPEN_ONLY}",
             f"(o.claimed_until IS NULL OR o.claimed_until < {ph})",
         ]
-        params: list[object] = [state, t_now]
+        params: list[object] = [t_now]
         if state == "pending":
             where.append(f"o.next_attempt_at <= {ph}")
             params.append(t_now)
@@ -104,14 +120,15 @@ class SQLOutbox(SQLHistoryReads):
             f"RETURNING {ENTRY_COLUMNS.replace('o.', '')}"
         )
         args = (owner, self._to_db_time(lease_until), *params, limit)
-        with self._transaction("claiming notifications") as tx:
+        with self._transaction("claiming notifications", durable=False) as tx:
             rows = tx.query(sql, args)
         return sorted((self._entry(r) for r in rows), key=lambda e: e.id)
 
     def outbox_held_keys(self) -> list[tuple[str, str]]:
         """Every (channel, category) with held entries."""
         rows = self._query(
-            f"SELECT DISTINCT channel, category FROM {OUTBOX} WHERE state = 'held'", ()
+            f"SELECT DISTINCT channel, category FROM {OUTBOX} WHERE state = 'held' AND {OPEN_ONLY}",
+            (),
         )
         return [(r[0], r[1]) for r in rows]
 
@@ -120,7 +137,7 @@ class SQLOutbox(SQLHistoryReads):
         if not entry_ids:
             return
         ph = self.placeholder
-        with self._transaction("holding notifications") as tx:
+        with self._transaction("holding notifications", durable=False) as tx:
             tx.execute_many(
                 f"UPDATE {OUTBOX} SET state = 'held', claimed_by = NULL, "
                 f"claimed_until = NULL WHERE id = {ph}",
@@ -128,49 +145,64 @@ class SQLOutbox(SQLHistoryReads):
             )
 
     def outbox_apply(self, outcomes: Sequence[Outcome], now: datetime) -> None:
-        """Write back what became of claimed entries, with their attempts, in one transaction."""
+        """Write back what became of claimed entries, with their attempts, in one transaction.
+
+        A few statements whatever the number of outcomes: entries that end alike (most often
+        every one of a pass: sent, no error) are updated by one ``WHERE id IN (...)``, and the
+        attempts go in by multi-row INSERTs. A statement per entry would hold the history's
+        lock, which every webhook's group commit waits for, once per entry.
+        """
         if not outcomes:
             return
         ph = self.placeholder
         t_now = self._to_db_time(now)
-        updates = [
-            (
+        alike: dict[tuple[object, ...], list[int]] = {}
+        for o in outcomes:
+            key: tuple[object, ...] = (
                 o.state,
                 1 if o.attempt is not None else 0,
                 o.attempt.error if o.attempt is not None else None,
                 self._to_db_time(o.retry_at) if o.retry_at is not None else None,
                 t_now if o.state in ("sent", "dead") else None,
-                o.entry_id,
             )
-            for o in outcomes
-        ]
-        attempts = [
+            alike.setdefault(key, []).append(o.entry_id)
+        carried: dict[int, list[int]] = {}
+        for o in outcomes:
+            if o.merged:
+                carried.setdefault(o.entry_id, []).extend(o.merged)
+        attempts: list[tuple[object, ...]] = [
             (o.entry_id, self._to_db_time(o.attempt.at), o.attempt.outcome, o.attempt.error)
             for o in outcomes
             if o.attempt is not None
         ]
-        merged = [(o.entry_id, t_now, m) for o in outcomes for m in o.merged]
-        with self._transaction("recording deliveries") as tx:
-            tx.execute_many(
-                f"UPDATE {OUTBOX} SET state = {ph}, attempts = attempts + {ph}, "
-                f"last_error = {ph}, next_attempt_at = COALESCE({ph}, next_attempt_at), "
-                f"done_at = {ph}, claimed_by = NULL, claimed_until = NULL WHERE id = {ph}",
-                updates,
-            )
-            tx.execute_many(
-                f"INSERT INTO {ATTEMPTS} (outbox_id, attempted_at, outcome, error) "
-                f"VALUES ({ph}, {ph}, {ph}, {ph})",
-                attempts,
-            )
-            tx.execute_many(
-                f"UPDATE {OUTBOX} SET state = 'merged', carried_by = {ph}, done_at = {ph}, "
-                f"claimed_by = NULL, claimed_until = NULL WHERE id = {ph}",
-                merged,
-            )
+        with self._transaction("recording deliveries", durable=False) as tx:
+            for key, ids in alike.items():
+                for chunk in _chunks(ids):
+                    tx.execute(
+                        f"UPDATE {OUTBOX} SET state = {ph}, attempts = attempts + {ph}, "
+                        f"last_error = {ph}, next_attempt_at = COALESCE({ph}, next_attempt_at), "
+                        f"done_at = {ph}, claimed_by = NULL, claimed_until = NULL "
+                        f"WHERE id IN ({', '.join([ph] * len(chunk))})",
+                        (*key, *chunk),
+                    )
+            for carrier, ids in carried.items():
+                for chunk in _chunks(ids):
+                    tx.execute(
+                        f"UPDATE {OUTBOX} SET state = 'merged', carried_by = {ph}, "
+                        f"done_at = {ph}, claimed_by = NULL, claimed_until = NULL "
+                        f"WHERE id IN ({', '.join([ph] * len(chunk))})",
+                        (carrier, t_now, *chunk),
+                    )
+            for rows in _chunks(attempts):
+                tx.execute(
+                    f"INSERT INTO {ATTEMPTS} (outbox_id, attempted_at, outcome, error) "
+                    f"VALUES {values_list(ph, rows)}",
+                    flat(rows),
+                )
 
     def outbox_release_claims(self, owner: str) -> int:
         """Give back every claim ``owner`` holds (a restarted sender, or one stopping)."""
-        with self._transaction("releasing notification claims") as tx:
+        with self._transaction("releasing notification claims", durable=False) as tx:
             return tx.execute(
                 f"UPDATE {OUTBOX} SET claimed_by = NULL, claimed_until = NULL "
                 f"WHERE claimed_by = {self.placeholder}",
@@ -180,7 +212,7 @@ class SQLOutbox(SQLHistoryReads):
     def outbox_counts(self) -> OutboxCounts:
         rows = self._query(
             f"SELECT state, count(*), min(created_at) FROM {OUTBOX} "
-            "WHERE state IN ('pending', 'held', 'dead') GROUP BY state",
+            f"WHERE {OPEN_ONLY} GROUP BY state",
             (),
         )
         by_state = {r[0]: int(r[1]) for r in rows}

@@ -26,15 +26,12 @@ from psycopg.types.json import Jsonb
 
 from tradeguard.responder.events import AlertEvent
 from tradeguard.responder.history.base import (
-    ACKS,
-    ATTEMPTS,
-    OUTBOX,
-    TABLE,
     HistoryError,
     Tx,
     display_url,
 )
 from tradeguard.responder.history.outbox_sql import SQLOutbox
+from tradeguard.responder.history.schema import statements
 from tradeguard.responder.payload import AlertStatus
 
 # Serialises schema creation between responders starting at the same time (CREATE TABLE IF NOT
@@ -44,69 +41,7 @@ _SCHEMA_LOCK = 0x74677273
 # Alertmanager's delivery, which waits on the history, gets its 503 and retries elsewhere soon.
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
-SCHEMA = [
-    f"""
-    CREATE TABLE IF NOT EXISTS {TABLE} (
-        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        fingerprint TEXT NOT NULL,
-        alertname TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('firing', 'resolved')),
-        starts_at TIMESTAMPTZ NOT NULL,
-        ends_at TIMESTAMPTZ,
-        severity TEXT,
-        component TEXT,
-        instance TEXT,
-        labels JSONB NOT NULL,
-        annotations JSONB NOT NULL,
-        received_at TIMESTAMPTZ NOT NULL,
-        receiver TEXT NOT NULL,
-        UNIQUE (fingerprint, starts_at, status)
-    )""",
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_alertname ON {TABLE} (alertname, id)",
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, fingerprint)",
-    # The report's window and retention's cutoff are both on received_at.
-    f"CREATE INDEX IF NOT EXISTS {TABLE}_received ON {TABLE} (received_at)",
-    f"""
-    CREATE TABLE IF NOT EXISTS {ACKS} (
-        fingerprint TEXT NOT NULL,
-        starts_at TIMESTAMPTZ NOT NULL,
-        acked_at TIMESTAMPTZ NOT NULL,
-        acked_by TEXT NOT NULL,
-        false_positive BOOLEAN NOT NULL,
-        note TEXT NOT NULL,
-        PRIMARY KEY (fingerprint, starts_at)
-    )""",
-    f"""
-    CREATE TABLE IF NOT EXISTS {OUTBOX} (
-        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        channel TEXT NOT NULL,
-        category TEXT NOT NULL,
-        fingerprint TEXT NOT NULL,
-        alertname TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('pending', 'held', 'sent', 'merged', 'dead')),
-        body TEXT NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
-        next_attempt_at TIMESTAMPTZ NOT NULL,
-        attempts INTEGER NOT NULL,
-        last_error TEXT,
-        done_at TIMESTAMPTZ,
-        carried_by BIGINT,
-        claimed_by TEXT,
-        claimed_until TIMESTAMPTZ
-    )""",
-    f"CREATE INDEX IF NOT EXISTS {OUTBOX}_due ON {OUTBOX} (state, next_attempt_at)",
-    f"CREATE INDEX IF NOT EXISTS {OUTBOX}_order ON {OUTBOX} (channel, fingerprint, id)",
-    f"CREATE INDEX IF NOT EXISTS {OUTBOX}_done ON {OUTBOX} (done_at)",
-    f"""
-    CREATE TABLE IF NOT EXISTS {ATTEMPTS} (
-        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        outbox_id BIGINT NOT NULL,
-        attempted_at TIMESTAMPTZ NOT NULL,
-        outcome TEXT NOT NULL,
-        error TEXT
-    )""",
-    f"CREATE INDEX IF NOT EXISTS {ATTEMPTS}_outbox ON {ATTEMPTS} (outbox_id)",
-]
+SCHEMA = statements("postgresql")
 
 
 class _PostgresTx:
@@ -218,11 +153,13 @@ class PostgresHistory(SQLOutbox):
             self._conn = None
 
     @contextmanager
-    def _transaction(self, what: str) -> Iterator[Tx]:
+    def _transaction(self, what: str, durable: bool = True) -> Iterator[Tx]:
         with self._lock:
             try:
                 conn = self._connection()
                 with conn.transaction(), conn.cursor() as cur:
+                    if not durable:  # the commit returns before its WAL is flushed
+                        cur.execute("SET LOCAL synchronous_commit = off")
                     yield _PostgresTx(cur)
             except psycopg.Error as exc:
                 self._drop_if_broken()
