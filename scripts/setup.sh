@@ -35,8 +35,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    # policy-rc.d keeps the packages' own services from starting: tradeguard starts its own.
+    # A policy-rc.d that answers 101 ("action forbidden") keeps the packages' own services
+    # (redis-server, postgresql, prometheus, ...) from starting on install: tradeguard starts
+    # its own on free ports, and system-wide daemons would only hold ports and memory. An
+    # existing policy-rc.d is the administrator's and is left as it is.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\n# tradeguard setup: no service starts during this install\nexit 101\n' > "$policy"
+      chmod 0755 "$policy"
+      own_policy=1
+      trap 'rm -f "$policy"' EXIT
+      echo "setup: services of the packages installed now will not be started ($policy, removed afterwards)"
+    else
+      echo "setup: $policy exists and decides whether the new packages' services start"
+    fi
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if [ "$own_policy" = 1 ]; then
+      rm -f "$policy"
+      trap - EXIT
+    fi
   else
     echo "setup: run this as root, then re-run make:"
     echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}"

@@ -11,16 +11,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from tradeguard.bus.signal_stream import PublishError
 from tradeguard.bus.signals import InvalidSignal, Signal
 from tradeguard.chaos import DEFAULT_TOUR
 from tradeguard.config import Settings, load_settings
 from tradeguard.errors import TradeguardError
-from tradeguard.responder.cli import alerts_app, responder_command
+from tradeguard.responder.cli import ResponderUnavailable, alerts_app, responder_command
 from tradeguard.stack import DEFAULT_RUN_DIR
 
 if TYPE_CHECKING:
+    import httpx
     from redis import Redis
 
     from tradeguard.bus.keys import Keys
@@ -98,7 +100,8 @@ def _settings(config: Path | None, redis_url: str | None, **extra: object) -> Se
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
+    """Print ``message`` as one ``error:`` line (never wrapped, never read as markup)."""
+    err.print(Text("error: ", style="red") + Text(message), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -108,6 +111,21 @@ def _wait_for_signal() -> threading.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def _stop_on_signals() -> tuple[threading.Event, list[str]]:
+    """Like ``_wait_for_signal``, and the names of the signals received (SIGINT, ...), so a
+    command can say it was interrupted rather than finished."""
+    stop = threading.Event()
+    received: list[str] = []
+
+    def handle(signum: int, _frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handle)
+    return stop, received
 
 
 @app.command()
@@ -200,7 +218,7 @@ def publish(
     redis_url: RedisOpt = None,
 ) -> None:
     """Publish one signal; prints its stream entry id. Exit 1 if it was not queued."""
-    from tradeguard.bus.connection import make_client
+    from tradeguard.bus.connection import check_credentials, make_client
     from tradeguard.bus.keys import Keys
     from tradeguard.bus.signal_stream import SignalStream
     from tradeguard.config import Layer
@@ -215,10 +233,11 @@ def publish(
             price=price,
             signal_id=signal_id or uuid.uuid4().hex,
         )
+        url = settings.layer_url(Layer.SIGNAL_STREAM)
+        client = make_client(url)
+        check_credentials(client, url, [Layer.SIGNAL_STREAM.value])
         stream = SignalStream(
-            make_client(settings.layer_url(Layer.SIGNAL_STREAM)),
-            Keys(settings.key_prefix),
-            max_bytes=settings.signal_max_bytes,
+            client, Keys(settings.key_prefix), max_bytes=settings.signal_max_bytes
         )
         entry = stream.publish(sig)
     except InvalidSignal as exc:
@@ -245,8 +264,12 @@ def generate(
     config: ConfigOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Publish a steady stream of generated signals (load and demos)."""
-    from tradeguard.bus.connection import make_client
+    """Publish a steady stream of generated signals (load and demos).
+
+    Ends when --count signals were accepted, when --duration has passed, or on SIGINT/SIGTERM
+    (Ctrl-C), whichever comes first, and prints what was published.
+    """
+    from tradeguard.bus.connection import check_credentials, make_client
     from tradeguard.bus.keys import Keys
     from tradeguard.bus.signal_stream import SignalStream
     from tradeguard.config import Layer
@@ -254,27 +277,38 @@ def generate(
 
     if rate <= 0:
         raise _fail("--rate must be > 0")
+    # Installed first, so a Ctrl-C at any point below ends the command with its summary.
+    stop, stopped_by = _stop_on_signals()
     try:
         settings = _settings(config, redis_url)
+        url = settings.layer_url(Layer.SIGNAL_STREAM)
+        client = make_client(url)
+        check_credentials(client, url, [Layer.SIGNAL_STREAM.value])
     except TradeguardError as exc:
         raise _fail(str(exc)) from None
-    stream = SignalStream(
-        make_client(settings.layer_url(Layer.SIGNAL_STREAM)),
-        Keys(settings.key_prefix),
-        max_bytes=settings.signal_max_bytes,
-    )
+    stream = SignalStream(client, Keys(settings.key_prefix), max_bytes=settings.signal_max_bytes)
     gen = SignalGenerator(
         stream, GeneratorConfig(rate=rate, invalid_share=invalid_share, seed=seed)
     )
-    stop = _wait_for_signal()
-    if duration is not None:
-        threading.Timer(duration, stop.set).start()
-    report = gen.run(stop, limit=count)
-    stop.set()
+    # A daemon timer, cancelled on the way out: a pending one must not keep the process
+    # alive for the rest of --duration once --count is reached or Ctrl-C stopped the run.
+    timer = threading.Timer(duration, stop.set) if duration is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        report = gen.run(stop, limit=count)
+    finally:
+        stop.set()
+        if timer is not None:
+            timer.cancel()
+        client.close()
+    how = f" (stopped by {stopped_by[0]})" if stopped_by else ""
     console.print(
         f"published {len(report.published)} signals, {report.invalid} malformed, "
         f"{report.errors} publish errors"
         + (f" (last: {report.last_error})" if report.errors else "")
+        + how
     )
     if report.errors:
         raise typer.Exit(1)
@@ -307,7 +341,7 @@ def demo(
         raise _fail("--rate must be > 0 and --scenarios must name at least one scenario")
     try:
         code = run_tour(console, run_dir, names, rate, resolve_cap, min_duration=duration)
-    except (TradeguardError, ValueError) as exc:
+    except TradeguardError as exc:
         raise _fail(str(exc)) from None
     raise typer.Exit(code)
 
@@ -414,17 +448,72 @@ def alerts_test(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each notice.")] = 30.0,
 ) -> None:
     """Post a test alert through Alertmanager's API and wait until the responder has it,
-    then resolve it and wait for the resolved notice (seed 003's end-to-end check)."""
+    then resolve it and wait for the resolved notice (seed 003's end-to-end check).
+
+    The responder is asked first, with the stack's token: when it is down or refuses the
+    token, no test alert is posted and the reason is one line (exit 1).
+    """
+    import httpx
+
     from tradeguard.stack.commands import alerts_test as run_alerts_test
     from tradeguard.stack.commands import running_layout
+    from tradeguard.stack.render import ensure_token
 
     layout = running_layout(run_dir)
     if layout is None:
         raise _fail(f"no running stack in {run_dir}; start one with `tradeguard up`")
+    url, token_file = layout.responder_url, layout.token_file
     try:
-        raise typer.Exit(run_alerts_test(console, layout, timeout))
+        _check_responder(url, ensure_token(layout), token_file, min(timeout, 5.0))
+        code = run_alerts_test(console, layout, timeout)
+    except ResponderUnavailable as exc:
+        raise _fail(str(exc), code=1) from None
     except TradeguardError as exc:
         raise _fail(str(exc)) from None
+    except httpx.HTTPError as exc:  # the responder went away, or changed its token, mid-test
+        raise _fail(_responder_problem(url, exc, token_file), code=1) from None
+    raise typer.Exit(code)
+
+
+def _check_responder(url: str, token: str, token_file: Path, timeout: float) -> None:
+    """ResponderUnavailable unless the responder answers an authenticated read: checked
+    before a test alert is posted, so none is left firing for a responder that cannot take
+    it."""
+    import httpx
+
+    try:
+        reply = httpx.get(
+            f"{url}/api/alerts/history",
+            params={"limit": 1},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+        reply.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ResponderUnavailable(_responder_problem(url, exc, token_file)) from None
+
+
+def _responder_problem(url: str, exc: httpx.HTTPError, token_file: Path) -> str:
+    """One line saying why the responder at ``url`` could not be used."""
+    import httpx
+
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return (
+                f"the responder at {url} refused the stack's token ({status}): the token in "
+                f"{token_file} is not the one it was started with; restart the stack "
+                "(`tradeguard down`, then `tradeguard up`)"
+            )
+        return f"the responder at {url} answered {status}: {exc.response.text[:200].strip()}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"the responder at {url} did not answer in time ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        return (
+            f"the responder at {url} is unreachable ({str(exc) or 'connection refused'}); "
+            "is it running? (`tradeguard status`)"
+        )
+    return f"request to the responder at {url} failed: {type(exc).__name__}: {exc}"
 
 
 @chaos_app.command("list")
@@ -453,7 +542,7 @@ def chaos_run(
 
     try:
         raise typer.Exit(run_tour(console, run_dir, [name], 20.0, resolve_cap))
-    except (TradeguardError, ValueError) as exc:
+    except TradeguardError as exc:
         raise _fail(str(exc)) from None
 
 
@@ -496,12 +585,14 @@ def coordinator(
             metrics_port=metrics_port,
         )
         if not no_persist:
+            if not replica_id or "/" in replica_id or replica_id in (".", ".."):
+                raise _fail(f"--replica-id {replica_id!r} must be usable as a file name")
             settings = settings.model_copy(
                 update={"duckdb_path": settings.duckdb_path.with_name(f"{replica_id}.duckdb")}
             )
         stop = _wait_for_signal()
         svc = CoordinatorService(settings, ha, ledger_url, options).start()
-    except (TradeguardError, ValueError) as exc:
+    except TradeguardError as exc:
         raise _fail(str(exc)) from None
     status = svc.status()
     console.print(
@@ -559,12 +650,17 @@ def ha_status(
 
 
 def _trade_state_client(config: Path | None, redis_url: str | None) -> tuple[Redis, Keys]:
-    from tradeguard.bus.connection import make_client
+    """The trade-state client; RedisAuthError (a TradeguardError) if Redis refuses its
+    password, so that is reported as such, not as "unreachable"."""
+    from tradeguard.bus.connection import check_credentials, make_client
     from tradeguard.bus.keys import Keys
     from tradeguard.config import Layer
 
     settings = _settings(config, redis_url)
-    return make_client(settings.layer_url(Layer.TRADE_STATE)), Keys(settings.key_prefix)
+    url = settings.layer_url(Layer.TRADE_STATE)
+    client = make_client(url)
+    check_credentials(client, url, [Layer.TRADE_STATE.value])
+    return client, Keys(settings.key_prefix)
 
 
 def _print_verdict(verdict: Verdict) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tradeguard.chaos.audit import audit, drain
 from tradeguard.chaos.runner import ScenarioResult, finish_resolution, run_scenario
 from tradeguard.chaos.scenarios import SCENARIOS, burst_ids
-from tradeguard.chaos.tour import _drain, audit
 from tradeguard.process import wait_until
 from tradeguard.stack.render import duration_seconds
 from tradeguard.stack.status import read_stack_status
@@ -106,7 +106,7 @@ def test_scenarios_fire_in_time_resolve_and_lose_nothing(live_stack: LiveStack) 
     assert not unresolved, f"no resolved notice for {unresolved}"
     report = live_stack.generator.stop()  # waits for the publish in flight
     published = report.published + burst_ids(live_stack.stack)
-    _drain(live_stack.layout, published, timeout=90)
+    drain(live_stack.layout, published, timeout=90)
     final = audit(live_stack.layout, published, report.indeterminate)
     assert final.published > 500
     assert final.lost == set(), f"{len(final.lost)} acknowledged signals never handled"

@@ -284,12 +284,15 @@ def databases_created() -> set[str]:
     return set(re.findall(r"CREATE DATABASE (\w+);", text))
 
 
-def check_database_url(compose: dict[str, Any], url: str) -> None:
+def check_database_url(compose: dict[str, Any], url: str, client: dict[str, Any]) -> None:
+    """``url`` names the right server, user and database; its password reaches libpq through
+    the ``client`` service's environment (PGPASSWORD), not the URL on its command line."""
     parts = urlsplit(url)
     postgres = services(compose)["postgres"]["environment"]
     assert parts.hostname == "postgres" and parts.port == 5432, url
     assert parts.username == postgres["POSTGRES_USER"]
-    assert parts.password == postgres["POSTGRES_PASSWORD"]
+    assert parts.password is None, f"{url}: a password on a command line"
+    assert client["environment"]["PGPASSWORD"] == postgres["POSTGRES_PASSWORD"]
     assert parts.path.lstrip("/") in databases_created(), f"{url}: database not created"
 
 
@@ -300,8 +303,12 @@ def test_engine_replicas_start_with_valid_settings_and_commands(
     service = services(compose)[replica]
     params = parse_cli(args_of(service))
     assert params["replica_id"] == replica
-    check_database_url(compose, params["ledger_url"])
-    env = {k.removeprefix("TRADEGUARD_").lower(): v for k, v in service["environment"].items()}
+    check_database_url(compose, params["ledger_url"], service)
+    env = {
+        k.removeprefix("TRADEGUARD_").lower(): v
+        for k, v in service["environment"].items()
+        if k.startswith("TRADEGUARD_")
+    }
     settings = Settings(**env)  # every key a real setting, every value valid
     assert settings.metrics_host == "0.0.0.0" and settings.metrics_port in exposed(service)
     for layer in LAYERS:
@@ -316,7 +323,21 @@ def test_the_responder_starts_with_valid_settings(compose: dict[str, Any]) -> No
     params = parse_cli(args_of(services(compose)["responder"]))
     settings = ResponderSettings(**{k: v for k, v in params.items() if v is not None})
     assert settings.host == "0.0.0.0"
-    check_database_url(compose, settings.history_url)
+    check_database_url(compose, settings.history_url, services(compose)["responder"])
+
+
+def test_no_secret_is_on_a_command_line(compose: dict[str, Any]) -> None:
+    """A container's argv shows in ``ps`` on the host for every user: secrets go in files
+    (compose secrets) or the environment."""
+    secret = ENV["TRADEGUARD_PG_PASSWORD"]
+    leaks = [
+        f"{name}: {arg}"
+        for name, service in services(compose).items()
+        for key in ("command", "entrypoint")
+        for arg in (service.get(key) or [])
+        if secret in str(arg) or re.search(r"://[^/@\s]*:[^/@\s]+@", str(arg))
+    ]
+    assert leaks == []
 
 
 def test_grafana_mounts_what_its_provisioning_expects(compose: dict[str, Any]) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+from collections.abc import Callable
 
 import httpx
 
@@ -13,7 +13,11 @@ from tradeguard.engine.service import EngineOptions, EngineService
 from tradeguard.process import wait_until
 
 
-def test_metrics_page_is_valid_and_reports_streams(settings: Settings) -> None:
+def test_metrics_page_is_valid_and_reports_streams(
+    settings: Settings, require_binary: Callable[[str], str]
+) -> None:
+    """The page is checked by promtool, which is required: without it the test fails."""
+    promtool = require_binary("promtool")
     with EngineService(settings, EngineOptions(metrics_port=0)) as svc:
         for i in range(5):
             svc.signals.publish(
@@ -26,11 +30,14 @@ def test_metrics_page_is_valid_and_reports_streams(settings: Settings) -> None:
         assert "tradeguard_duckdb_file_size_bytes" in body
         assert "process_resident_memory_bytes" in body
         assert httpx.get(svc.metrics_url.replace("/metrics", "/nope")).status_code == 404
-    if shutil.which("promtool"):
-        check = subprocess.run(
-            ["promtool", "check", "metrics"], input=body.encode(), capture_output=True, check=False
-        )
-        assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+    check = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=body.encode(),
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
 
 
 def halt_loops(svc: EngineService) -> None:

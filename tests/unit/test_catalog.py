@@ -1,7 +1,8 @@
 """The metric catalog follows Prometheus conventions and DESIGN.md's label rules."""
 
-import shutil
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -68,14 +69,26 @@ def test_series_names_include_suffixes() -> None:
     assert not any(n.endswith("_total_total") for n in names)
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing: run make setup")
-def test_exposition_passes_promtool_check_metrics() -> None:
+def test_exposition_passes_promtool_check_metrics(require_binary: Callable[[str], str]) -> None:
+    """promtool is required (make setup installs it): without it this fails, never skips."""
+    promtool = require_binary("promtool")
     registry = CollectorRegistry()
     m = Metrics(registry)
     m.init_accounts(["acct-1"])
     m.init_instance("mt5-1")
     text = generate_latest(registry)
     result = subprocess.run(
-        ["promtool", "check", "metrics"], input=text, capture_output=True, check=False
+        [promtool, "check", "metrics"], input=text, capture_output=True, check=False, timeout=60
     )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_missing_promtool_fails_the_check_instead_of_skipping(
+    require_binary: Callable[[str], str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The promtool check above must not pass quietly on a machine without promtool: with an
+    empty PATH the helper it uses fails the test, naming the tool and how to install it."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    expected = r"^promtool is not installed: run make setup \(Debian package prometheus\)$"
+    with pytest.raises(pytest.fail.Exception, match=expected):
+        require_binary("promtool")

@@ -8,12 +8,8 @@ the result stream: none may be lost or executed twice.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -22,8 +18,8 @@ from rich.table import Table
 
 from tradeguard.bus.connection import make_client
 from tradeguard.bus.keys import Keys
-from tradeguard.bus.results import RESULT_FIELD
 from tradeguard.bus.signal_stream import SignalStream
+from tradeguard.chaos.audit import Audit, audit, drain
 from tradeguard.chaos.runner import (
     ResponderView,
     ScenarioResult,
@@ -34,54 +30,11 @@ from tradeguard.chaos.runner import (
 from tradeguard.chaos.scenarios import SCENARIOS, burst_ids, leader_of
 from tradeguard.config import Layer
 from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
-from tradeguard.engine.paper import SQLiteBook
 from tradeguard.process import wait_until
 from tradeguard.stack.layout import StackLayout
 from tradeguard.stack.render import ensure_token
 from tradeguard.stack.stack import Stack
 from tradeguard.stack.status import read_stack_status
-
-
-@dataclass
-class Audit:
-    """Jepsen-style final read: what was acknowledged at publish versus what was executed."""
-
-    published: int = 0
-    executed: int = 0
-    dropped: int = 0  # expired past their TTL: dead-lettered with a reason, not lost
-    lost: set[str] = field(default_factory=set)
-    duplicated: set[str] = field(default_factory=set)
-    unexpected: set[str] = field(default_factory=set)
-
-
-def audit(layout: StackLayout, published: list[str], maybe: Iterable[str] = ()) -> Audit:
-    """Compare what was acknowledged at publish with what the broker and the streams hold.
-
-    ``maybe`` are ids whose publish failed with an unknown outcome: executing them is allowed
-    (they are not unexpected), but they were never promised (they cannot be lost).
-    """
-    client = make_client(layout.redis_url(Layer.RESULT_STREAM))
-    results = Counter(
-        json.loads(f[RESULT_FIELD])["signal_id"] for _id, f in client.xrange(Keys().results)
-    )
-    dead = {
-        f[b"signal_id"].decode()
-        for _id, f in make_client(layout.redis_url(Layer.SIGNAL_STREAM)).xrange(Keys().signals_dead)
-    }
-    book = SQLiteBook(layout.broker_book)
-    # The paper broker is strict: every order it gets fills, so executed twice is two fills.
-    # (More than one order with one fill is a resend after an outcome that proved empty.)
-    fills = Counter(f.client_order_id for f in book.all_fills())
-    ids = set(published)
-    handled = set(results) | dead
-    return Audit(
-        published=len(ids),
-        executed=len(set(results) & ids),
-        dropped=len(dead & ids),
-        lost=ids - handled,
-        duplicated={k for k, n in fills.items() if n > 1},
-        unexpected=set(book.fills()) - ids - set(maybe),
-    )
 
 
 def _table(
@@ -126,7 +79,9 @@ def run_tour(
 ) -> int:
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
-        raise ValueError(f"unknown scenarios {unknown}; see `tradeguard chaos list`")
+        from tradeguard.errors import ConfigError
+
+        raise ConfigError(f"unknown scenarios {unknown}; see `tradeguard chaos list`")
     if not console.is_terminal:
         console.width = max(console.width, 132)  # the final table is the point of the demo
     layout = StackLayout.allocate(run_dir, profile="fast", replicas=2)
@@ -173,7 +128,7 @@ def run_tour(
                 time.sleep(0.5)
             report = gen.stop()  # waits for the publish in flight, which the audit must see
             published = report.published + burst_ids(stack)
-            _drain(layout, published)
+            drain(layout, published)
             final = audit(layout, published, report.indeterminate)
             live.update(_table(results, "", final, resolve_cap))
     finally:
@@ -203,22 +158,6 @@ def run_tour(
 def _all_targets_up(layout: StackLayout) -> bool:
     targets = read_stack_status(layout).targets
     return bool(targets) and all(t["health"] == "up" for t in targets)
-
-
-def _drain(layout: StackLayout, published: list[str], timeout: float = 60) -> None:
-    """Wait (bounded) until the engines have handled every published signal."""
-    client = make_client(layout.redis_url(Layer.RESULT_STREAM))
-    signals = make_client(layout.redis_url(Layer.SIGNAL_STREAM))
-    deadline = time.time() + timeout
-    wanted = set(published)
-    while time.time() < deadline:
-        done = {
-            json.loads(f[RESULT_FIELD])["signal_id"] for _id, f in client.xrange(Keys().results)
-        }
-        done |= {f[b"signal_id"].decode() for _id, f in signals.xrange(Keys().signals_dead)}
-        if wanted <= done:
-            return
-        time.sleep(0.5)
 
 
 __all__ = ["audit", "leader_of", "run_tour"]

@@ -12,7 +12,7 @@ import threading
 
 from redis import Redis
 
-from tradeguard.bus.connection import CONNECTION_ERRORS
+from tradeguard.bus.connection import AUTH_ERRORS, CONNECTION_ERRORS
 from tradeguard.bus.keys import Keys
 from tradeguard.engine.paper import BrokerKnobs
 from tradeguard.fencing import Fence, Fill, Ticket
@@ -67,9 +67,15 @@ class ControlPoller:
         log.info("broker knobs now %s", vars(self.knobs))
 
     def run(self, stop: threading.Event) -> None:
+        refused = False  # log a refused password once, not on every poll
         while not stop.is_set():
             try:
                 self.poll()
+                refused = False
+            except AUTH_ERRORS as exc:  # before CONNECTION_ERRORS: a subclass of it
+                if not refused:
+                    log.error("Redis refused the control poller's credentials: %s", exc)
+                refused = True
             except CONNECTION_ERRORS:
                 pass  # Redis is down: keep the last applied values
             stop.wait(self.interval)

@@ -54,6 +54,7 @@ from tradeguard.engine.broker import (
 )
 from tradeguard.engine.risk import RiskLimits
 from tradeguard.engine.stats import EngineStats
+from tradeguard.errors import ConfigError
 from tradeguard.fencing import Fence, FenceLost, Intent, Ticket, boot_clock
 from tradeguard.fencing import Fill as BookFill
 from tradeguard.metrics.catalog import Metrics
@@ -85,7 +86,7 @@ def crash_point_from_env() -> tuple[str, str] | None:
         return None
     point, _, prefix = raw.partition(":")
     if point not in CRASH_POINTS or not prefix:
-        raise ValueError(f"{CRASH_ENV} must be <{'|'.join(CRASH_POINTS)}>:<prefix>, got {raw!r}")
+        raise ConfigError(f"{CRASH_ENV} must be <{'|'.join(CRASH_POINTS)}>:<prefix>, got {raw!r}")
     return point, prefix
 
 
@@ -222,6 +223,10 @@ class Engine:
             try:
                 self.signals.ensure_group()
                 return
+            except AUTH_ERRORS as exc:  # before CONNECTION_ERRORS: a subclass of it
+                self.signals.instruments.auth_error()
+                self._count_error("redis")
+                log.error("Redis refused our credentials (%s); retrying in %.2fs", exc, backoff)
             except CONNECTION_ERRORS:
                 self.signals.instruments.connection_error()
             except ResponseError as exc:  # READONLY, OOM, ...: wait for the server

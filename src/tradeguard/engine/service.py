@@ -12,7 +12,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from tradeguard.bus.connection import layer_clients
+from tradeguard.bus.connection import RedisAuthError, check_credentials, layer_clients, make_client
 from tradeguard.bus.instance_state import InstanceRegistry
 from tradeguard.bus.keys import Keys
 from tradeguard.bus.results import ResultStream
@@ -72,6 +72,7 @@ class EngineService:
             1 if settings.signal_filter_expects_rejections else 0
         )
         self.keys = Keys(settings.key_prefix)
+        self._check_credentials()
         self.clients: dict[Layer, Redis] = layer_clients(settings)
         self.signals = SignalStream(
             self.clients[Layer.SIGNAL_STREAM],
@@ -155,6 +156,28 @@ class EngineService:
         self.http = MetricsServer(self.registry, settings.metrics_host, port, health=self.problem)
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _check_credentials(self) -> None:
+        """Refuse to start when Redis refuses a layer's password (RedisAuthError, counted in
+        ``tradeguard_redis_auth_errors_total`` for every layer on that URL).
+
+        Checked before anything is opened: a wrong password is a setting to fix, and worker
+        threads would otherwise retry it forever as if Redis were down. An unreachable Redis
+        passes (the threads ride outages out); each URL is tried once, with a short timeout.
+        """
+        layers_of: dict[str, list[Layer]] = {}
+        for layer in Layer:
+            layers_of.setdefault(self.settings.layer_url(layer), []).append(layer)
+        for url, layers in layers_of.items():
+            client = make_client(url, socket_timeout=1.0, retries=0)
+            try:
+                check_credentials(client, url, [layer.value for layer in layers])
+            except RedisAuthError:
+                for layer in layers:
+                    self.metrics.redis_auth_errors.labels(layer.value).inc()
+                raise
+            finally:
+                client.close()
 
     @property
     def metrics_url(self) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from tradeguard.errors import ConfigError
 from tradeguard.ha.records import Leadership
 
 
@@ -48,8 +49,9 @@ class HAConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.renew_interval < self.renew_deadline < self.ttl:
-            raise ValueError(
-                "need 0 < renew_interval < renew_deadline < ttl, got "
+            raise ConfigError(
+                "HA timing needs 0 < renew interval < renew deadline < TTL "
+                "(--renew-interval, --renew-deadline, --ttl), got "
                 f"{self.renew_interval} / {self.renew_deadline} / {self.ttl}"
             )
 

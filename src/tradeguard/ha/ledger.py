@@ -23,13 +23,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tradeguard.errors import TradeguardError
+from tradeguard.errors import ConfigError, TradeguardError
 from tradeguard.fencing import FenceLost, Fill, Intent, Ticket, position_after
 from tradeguard.ha.records import Leadership, Position, ReplicaBeat
+from tradeguard.redact import redact_url
 
 
 class LedgerUnavailable(TradeguardError):
     """The ledger database cannot be reached or did not answer in time."""
+
+
+class LedgerStatementError(TradeguardError):
+    """The ledger answered and refused a statement: a constraint broken, SQL it cannot run
+    (a missing table or column, a syntax error, a grant missing), a value of the wrong type.
+
+    A bug or a schema that is not the one this version expects, not an outage: the same
+    statement would fail again, so callers must not take it for "the database is down, retry
+    later" (LedgerUnavailable, which a fenced write turns into a lost term).
+    """
+
+
+# SQLite primary result codes that blame the statement, not the database: SQLITE_ERROR (SQL
+# error, missing table or column), SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH,
+# SQLITE_RANGE. The rest (BUSY, LOCKED, IOERR, FULL, CANTOPEN, CORRUPT, ...) keep meaning
+# that the ledger cannot be used right now.
+_SQLITE_STATEMENT_CODES = frozenset({1, 18, 19, 20, 25})
 
 
 SCHEMA = [
@@ -82,6 +100,10 @@ class Ledger(ABC):
     def _errors(self) -> tuple[type[Exception], ...]:
         """Exceptions meaning the database is unreachable or failed."""
 
+    @abstractmethod
+    def _is_statement_error(self, exc: Exception) -> bool:
+        """Whether one of ``_errors()`` blames the statement (LedgerStatementError)."""
+
     # ---- plumbing -------------------------------------------------------------------------
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -104,13 +126,22 @@ class Ledger(ABC):
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
-        """Translate database failures into LedgerUnavailable and reset the connection."""
+        """Translate database failures into LedgerUnavailable (an outage: retry later) or
+        LedgerStatementError (a refused statement: a bug), and reset the connection."""
         try:
             yield
         except FenceLost:
             raise
         except self._errors() as exc:
             self._drop_conn()
+            if self._is_statement_error(exc):
+                first = (str(exc).strip().splitlines() or [""])[0]  # not PostgreSQL's caret
+                what = f"ledger refused a statement ({type(exc).__name__}: {first})"
+                if "no such table" in str(exc) or type(exc).__name__ == "UndefinedTable":
+                    why = "the ledger lacks its tables: has a replica (`coordinator`) set it up?"
+                else:
+                    why = "a bug or a ledger schema this version does not expect, not an outage"
+                raise LedgerStatementError(f"{what}; {why}") from exc
             raise LedgerUnavailable(f"ledger error: {exc}") from exc
 
     def _sql(self, text: str) -> str:
@@ -407,12 +438,28 @@ class SQLiteLedger(Ledger):
         try:
             yield cur
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (disk full, I/O): a ROLLBACK then
+            # fails with "no transaction is active", which would hide the error that matters.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
     def _errors(self) -> tuple[type[Exception], ...]:
-        return (sqlite3.OperationalError, sqlite3.DatabaseError)
+        return (sqlite3.Error,)
+
+    def _is_statement_error(self, exc: Exception) -> bool:
+        if isinstance(
+            exc,
+            sqlite3.IntegrityError
+            | sqlite3.ProgrammingError
+            | sqlite3.InterfaceError
+            | sqlite3.DataError
+            | sqlite3.NotSupportedError,
+        ):
+            return True
+        code = getattr(exc, "sqlite_errorcode", None)
+        return isinstance(code, int) and code & 0xFF in _SQLITE_STATEMENT_CODES
 
 
 class PostgresLedger(Ledger):
@@ -468,6 +515,20 @@ class PostgresLedger(Ledger):
 
         return (psycopg.Error,)
 
+    def _is_statement_error(self, exc: Exception) -> bool:
+        # Integrity (23xxx), syntax and access rules (42xxx: missing table or column,
+        # permission denied), data (22xxx); not OperationalError, which covers lost
+        # connections, statement and lock timeouts, and admin shutdowns.
+        import psycopg
+
+        return isinstance(
+            exc,
+            psycopg.IntegrityError
+            | psycopg.ProgrammingError
+            | psycopg.DataError
+            | psycopg.NotSupportedError,
+        )
+
 
 def open_ledger(url: str, timeout: float = 2.0) -> Ledger:
     """``sqlite:///path/to/file`` or ``postgresql://...``."""
@@ -475,7 +536,9 @@ def open_ledger(url: str, timeout: float = 2.0) -> Ledger:
         return SQLiteLedger(url.removeprefix("sqlite:///") or "ledger.sqlite", timeout)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresLedger(url, timeout)
-    raise TradeguardError(f"ledger URL must start with sqlite:/// or postgresql://, got {url!r}")
+    raise ConfigError(
+        f"ledger URL must start with sqlite:/// or postgresql://, got {redact_url(url)!r}"
+    )
 
 
 def position_from_row(row: tuple[Any, ...]) -> Position:

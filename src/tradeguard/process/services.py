@@ -14,12 +14,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
+from urllib.parse import quote
 
 import httpx
 
-from tradeguard.errors import ServiceError
+from tradeguard.errors import ConfigError, ServiceError
 from tradeguard.process.managed import ManagedProcess
 from tradeguard.process.ports import free_port, port_open
+from tradeguard.secret_files import replace_private
 
 LOOPBACK = "127.0.0.1"
 
@@ -61,12 +63,23 @@ class RedisServer(ManagedProcess):
         name: str = "redis",
         durable: bool = False,
         extra_args: list[str] | None = None,
+        password: str | None = None,
     ) -> None:
         """``durable`` turns on the append-only file with fsync on every write, so a restart
-        keeps every acknowledged entry (what the signal layer needs in production)."""
+        keeps every acknowledged entry (what the signal layer needs in production).
+        ``password`` makes the server require it (``requirepass``, from a 0600 configuration
+        file: a command line is readable by every user of the host); ``url`` then carries it."""
         self.port = port or free_port()
+        self.password = password
+        config: list[str] = []
+        if password:
+            if any(c in password for c in '"\\\r\n'):
+                raise ConfigError("a Redis password must not hold quotes, backslashes or newlines")
+            auth = replace_private(Path(workdir) / "auth.conf", f'requirepass "{password}"\n')
+            config = [str(auth)]  # redis-server reads a configuration file named first
         argv = [
             require_binary("redis-server"),
+            *config,
             *("--bind", LOOPBACK, "--port", str(self.port), "--save", ""),
             *("--appendonly", "yes" if durable else "no", "--appendfsync", "always"),
             *("--dir", str(workdir), "--daemonize", "no", "--protected-mode", "no"),
@@ -76,12 +89,15 @@ class RedisServer(ManagedProcess):
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}{LOOPBACK}:{self.port}/0"
 
     def _ping(self) -> bool:
         import redis
 
-        client = redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=0.5)
+        client = redis.Redis(
+            host=LOOPBACK, port=self.port, password=self.password, socket_timeout=0.5
+        )
         try:
             return bool(client.ping())
         finally:
@@ -98,7 +114,10 @@ class RedisExporter(ManagedProcess):
         check_streams: list[str] | None = None,
         port: int | None = None,
         name: str = "redis_exporter",
+        password: str | None = None,
     ) -> None:
+        """``redis_url`` without credentials; ``password`` reaches the exporter through its
+        environment (REDIS_PASSWORD), never its command line."""
         self.endpoint = Endpoint(LOOPBACK, port or free_port())
         argv = [
             require_binary("prometheus-redis-exporter"),
@@ -109,7 +128,8 @@ class RedisExporter(ManagedProcess):
         ]
         if check_streams:
             argv += ["-check-streams", ",".join(check_streams)]
-        super().__init__(name, argv, workdir, health=self._ready)
+        env = {"REDIS_PASSWORD": password} if password else None
+        super().__init__(name, argv, workdir, health=self._ready, env=env)
 
     def _ready(self) -> bool:
         return _http_ok(f"{self.endpoint.url}/metrics")
@@ -151,7 +171,9 @@ class Prometheus(ManagedProcess):
             f"--storage.tsdb.retention.time={retention_time}",
             f"--storage.tsdb.retention.size={retention_size}",
             f"--web.listen-address={LOOPBACK}:{self.endpoint.port}",
-            "--web.enable-lifecycle",
+            # The admin API (TSDB deletion, snapshots) is off unless a flag turns it on, and
+            # so is the lifecycle API (/-/reload, /-/quit): anyone who can reach the port could
+            # use them. ``extra_args`` can ask for either.
             *(extra_args or []),
         ]
         super().__init__(name, argv, workdir, health=self._ready, start_timeout=30)

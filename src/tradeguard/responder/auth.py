@@ -15,6 +15,7 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
+from tradeguard import secret_files
 from tradeguard.errors import ConfigError
 
 
@@ -24,13 +25,7 @@ class AuthConfigError(ConfigError):
 
 def read_secret(path: Path, what: str) -> str:
     """The secret in ``path`` without surrounding whitespace; AuthConfigError if unusable."""
-    try:
-        value = path.read_text().strip()
-    except OSError as exc:
-        raise AuthConfigError(f"cannot read {what} from {path}: {exc.strerror or exc}") from None
-    if not value:
-        raise AuthConfigError(f"{what} file {path} is empty")
-    return value
+    return secret_files.read_secret(path, what, AuthConfigError)
 
 
 @dataclass(frozen=True, repr=False)

@@ -77,7 +77,8 @@ class ResponderUnavailable(TradeguardError):
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(Text("error: ", style="bold red") + Text(message))
+    """One ``error:`` line, never wrapped (a script greps it; a terminal folds it anyway)."""
+    err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -18,8 +18,9 @@ from rich.table import Table
 
 from tradeguard.errors import TradeguardError
 from tradeguard.stack.layout import StackLayout
+from tradeguard.stack.processes import same_process
 from tradeguard.stack.stack import Stack
-from tradeguard.stack.status import StackStatus, pid_alive, read_stack_status
+from tradeguard.stack.status import StackStatus, read_stack_status
 
 
 class StackError(TradeguardError):
@@ -28,7 +29,9 @@ class StackError(TradeguardError):
 
 def running_layout(run_dir: Path) -> StackLayout | None:
     layout = StackLayout.load(run_dir)
-    if layout is None or not layout.supervisor_pid or not pid_alive(layout.supervisor_pid):
+    if layout is None or not layout.supervisor_pid:
+        return None
+    if not same_process(layout.supervisor_pid, layout.supervisor_started):
         return None
     return layout
 
@@ -134,12 +137,15 @@ def down(console: Console, run_dir: Path) -> int:
     if layout is None:
         raise StackError(f"no stack state in {run_dir}; nothing to stop")
     sup = layout.supervisor_pid
-    if sup and pid_alive(sup):
+    if sup and same_process(sup, layout.supervisor_started):
         os.kill(sup, signal.SIGTERM)
         deadline = time.monotonic() + 60
-        while pid_alive(sup) and time.monotonic() < deadline:
+        while same_process(sup, layout.supervisor_started) and time.monotonic() < deadline:
             time.sleep(0.1)
-    leftovers = [name for name, pid in layout.pids.items() if pid_alive(pid)]
+    # Only the processes this stack started: a PID reused by another process is left alone.
+    leftovers = [
+        name for name, pid in layout.pids.items() if same_process(pid, layout.started.get(name))
+    ]
     for name in leftovers:
         try:
             os.killpg(layout.pids[name], signal.SIGTERM)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from urllib.parse import quote
 
 from tradeguard.config import Layer
 from tradeguard.process.ports import free_port
+from tradeguard.secret_files import read_secret
 
 STATE_FILE = "stack.json"
 LOOPBACK = "127.0.0.1"
@@ -38,6 +40,10 @@ class StackLayout:
     bypass_sink_port: int = 0
     supervisor_pid: int | None = None
     pids: dict[str, int] = field(default_factory=dict)
+    # Start times (clock ticks since boot) of the supervisor and of each child, so that `down`
+    # never signals a process that merely reuses a recorded PID (stack.processes).
+    supervisor_started: int | None = None
+    started: dict[str, int] = field(default_factory=dict)
     ready: bool = False
 
     @classmethod
@@ -67,7 +73,26 @@ class StackLayout:
 
     # ---- URLs -------------------------------------------------------------------------
     def redis_url(self, layer: Layer) -> str:
+        """The layer's Redis, with the stack's password when it has one: for clients in this
+        process and for children's environments, never for a command line."""
+        password = self.redis_password
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}{LOOPBACK}:{self.redis_ports[layer.value]}/0"
+
+    def redis_address(self, layer: Layer) -> str:
+        """The layer's Redis without credentials (what a command line may show)."""
         return f"redis://{LOOPBACK}:{self.redis_ports[layer.value]}/0"
+
+    @property
+    def redis_password_file(self) -> Path:
+        return self.run_dir / "secrets" / "redis-password"
+
+    @property
+    def redis_password(self) -> str | None:
+        """The password every Redis of this stack requires (None for a stack made before
+        stacks had one)."""
+        path = self.redis_password_file
+        return read_secret(path) if path.exists() else None
 
     @property
     def prometheus_url(self) -> str:

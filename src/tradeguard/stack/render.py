@@ -17,15 +17,14 @@
 from __future__ import annotations
 
 import copy
-import os
 import re
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tradeguard.secret_files import ensure_secret
 from tradeguard.stack.layout import LOOPBACK, StackLayout
 
 PROFILES = ("default", "fast")
@@ -119,25 +118,15 @@ def local_targets(layout: StackLayout) -> dict[str, list[tuple[str, dict[str, st
     }
 
 
-def _ensure_secret(path: Path) -> str:
-    """A random bearer token in ``path`` (created once, mode 0600 from the start)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
-
-
 def ensure_token(layout: StackLayout) -> str:
     """The responder's bearer token for this run (created once, mode 0600)."""
-    return _ensure_secret(layout.token_file)
+    return ensure_secret(layout.token_file)
 
 
 def ensure_bypass_token(layout: StackLayout) -> str:
     """The bypass sink's own token: a leaked sink token must not let anyone post to the
     responder, nor the other way round."""
-    return _ensure_secret(layout.bypass_sink_token_file)
+    return ensure_secret(layout.bypass_sink_token_file)
 
 
 def _webhook(url: str, token_file: Path) -> dict[str, Any]:

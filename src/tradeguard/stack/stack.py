@@ -33,7 +33,9 @@ from tradeguard.process.services import (
     RedisExporter,
     RedisServer,
 )
+from tradeguard.secret_files import ensure_secret
 from tradeguard.stack.layout import StackLayout
+from tradeguard.stack.processes import process_start
 from tradeguard.stack.render import (
     ensure_bypass_token,
     ensure_token,
@@ -91,6 +93,9 @@ class Stack:
     def _build(self) -> None:
         lay, run = self.layout, self.layout.run_dir
         run.mkdir(parents=True, exist_ok=True)
+        # Every Redis of the stack requires a password, generated once per run directory like
+        # the responder's token; it reaches clients by file or environment, never by argv.
+        password = ensure_secret(lay.redis_password_file)
         started_redis: dict[int, str] = {}
         for layer in Layer:
             port = lay.redis_ports[layer.value]
@@ -100,14 +105,17 @@ class Stack:
             started_redis[port] = name
             # The signal layer's Redis keeps an append-only file: a restart keeps every signal
             # that was acknowledged at publish.
-            self.children[name] = RedisServer(run / name, port=port, name=name, durable=True)
+            self.children[name] = RedisServer(
+                run / name, port=port, name=name, durable=True, password=password
+            )
         for layer in Layer:
             self.children[f"redis_exporter-{layer.value}"] = RedisExporter(
                 run / "exporters",
-                lay.redis_url(layer),
+                lay.redis_address(layer),
                 STREAMS.split(","),
                 port=lay.exporter_ports[layer.value],
                 name=f"redis_exporter-{layer.value}",
+                password=password,
             )
         self.children["node_exporter"] = NodeExporter(run / "exporters", port=lay.node_port)
         self.children["responder"] = self._responder()
@@ -121,9 +129,7 @@ class Stack:
                     "generate",
                     "--rate",
                     str(lay.workload_rate),
-                    "--redis-url",
-                    lay.redis_url(Layer.SIGNAL_STREAM),
-                ),
+                ),  # its Redis (and password) from the environment
                 run / "workload",
                 env=self._env(),
             )
@@ -238,7 +244,7 @@ class Stack:
             for name, child in self.children.items():
                 t0 = time.monotonic()
                 child.start()
-                self.layout.pids[name] = child.pid or 0
+                self._record(name, child)
                 say(f"{name} up ({time.monotonic() - t0:.1f}s)")
             t0 = time.monotonic()
             self._wait_observed()
@@ -250,6 +256,7 @@ class Stack:
             self.stop()
             raise
         self.layout.supervisor_pid = os.getpid()
+        self.layout.supervisor_started = process_start(os.getpid())
         self.layout.ready = True
         self.layout.save()
         return self
@@ -324,8 +331,18 @@ class Stack:
         """(Re)start one child and record its new pid for `status` and `down`."""
         child = self.children[name]
         child.start()
-        self.layout.pids[name] = child.pid or 0
+        self._record(name, child)
         self.layout.save()
+
+    def _record(self, name: str, child: ManagedProcess) -> None:
+        """Keep a started child's PID and start time for `status` and `down`."""
+        pid = child.pid or 0
+        self.layout.pids[name] = pid
+        started = process_start(pid)
+        if started is None:
+            self.layout.started.pop(name, None)
+        else:
+            self.layout.started[name] = started
 
     def kill_child(self, name: str) -> None:
         self.children[name].kill()

@@ -13,23 +13,7 @@ from typing import Any
 import httpx
 
 from tradeguard.stack.layout import StackLayout
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); read its state to tell.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+from tradeguard.stack.processes import same_process
 
 
 @dataclass
@@ -139,7 +123,9 @@ def read_responder_health(url: str) -> dict[str, Any]:
 
 def read_stack_status(layout: StackLayout, bypassed: int = 5) -> StackStatus:
     """Everything ``tradeguard status`` shows; ``bypassed`` is how many sink records to read."""
-    status = StackStatus({name: pid_alive(pid) for name, pid in layout.pids.items()})
+    status = StackStatus(
+        {name: same_process(pid, layout.started.get(name)) for name, pid in layout.pids.items()}
+    )
     status.alertmanagers = read_alertmanager_peers(layout)
     try:
         status.bypassed = read_bypassed(layout.bypass_sink_file, bypassed)

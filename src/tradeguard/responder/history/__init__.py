@@ -8,11 +8,11 @@ slashes then a relative path, four for an absolute one) or
 from __future__ import annotations
 
 from tradeguard.errors import ConfigError
+from tradeguard.redact import redact_url
 from tradeguard.responder.history.base import (
     MAX_HISTORY_LIMIT,
     AlertHistory,
     HistoryError,
-    display_url,
 )
 from tradeguard.responder.history.sqlite import SQLiteHistory
 
@@ -28,7 +28,7 @@ def check_history_url(url: str) -> str:
         return url
     raise ValueError(
         "history URL must be sqlite:///<path> or postgresql://[user@]host[:port]/db, "
-        f"got {display_url(url)!r}"
+        f"got {redact_url(url)!r}"
     )
 
 
@@ -55,6 +55,5 @@ __all__ = [
     "HistoryError",
     "SQLiteHistory",
     "check_history_url",
-    "display_url",
     "open_history",
 ]

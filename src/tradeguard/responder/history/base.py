@@ -180,16 +180,6 @@ class HistoryError(TradeguardError):
     """The history store failed (unreachable, disk full, ...): a server-side problem."""
 
 
-def display_url(url: str) -> str:
-    """``url`` without user or password, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    location, slash, path = rest.partition("/")
-    host = location.rpartition("@")[2]
-    return f"{scheme}://{host}{slash}{path.partition('?')[0]}"
-
-
 def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_HISTORY_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_HISTORY_LIMIT}, got {limit}")

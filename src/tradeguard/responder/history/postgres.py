@@ -24,11 +24,11 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
+from tradeguard.redact import redact_url
 from tradeguard.responder.events import AlertEvent
 from tradeguard.responder.history.base import (
     HistoryError,
     Tx,
-    display_url,
 )
 from tradeguard.responder.history.outbox_sql import SQLOutbox
 from tradeguard.responder.history.schema import statements
@@ -106,7 +106,7 @@ class PostgresHistory(SQLOutbox):
         self, url: str, connect_timeout: float = 5.0, timeout: float = DEFAULT_TIMEOUT_SECONDS
     ) -> None:
         self._url = url
-        self.where = display_url(url)
+        self.where = redact_url(url)
         self._connect_timeout = connect_timeout
         self.timeout = timeout
         self._lock = threading.Lock()
