@@ -7,10 +7,29 @@ current one, so an action of an earlier term cannot be completed under a later t
 
 from __future__ import annotations
 
+import logging
+
 from tradeguard.fencing import FenceLost, Fill, Ticket
 from tradeguard.ha.coordinator import Coordinator
-from tradeguard.ha.ledger import LedgerUnavailable
+from tradeguard.ha.ledger import LedgerStatementError, LedgerUnavailable
 from tradeguard.metrics.catalog import Metrics
+
+log = logging.getLogger(__name__)
+LEDGER_FAILURES = (LedgerUnavailable, LedgerStatementError)
+
+
+def _fence_lost(exc: Exception) -> FenceLost:
+    """No fenced action without a ledger that records it.
+
+    A refused statement (a bug, or a schema this version does not expect) stops execution just
+    as an outage does: the signal stays pending and runs once the ledger is fixed, where treating
+    it as the signal's own failure would dead-letter every signal while the fault lasts. It is
+    logged as what it is, so nobody waits for an outage to end.
+    """
+    if isinstance(exc, LedgerStatementError):
+        log.error("%s: not executing until the ledger is fixed", exc)
+        return FenceLost(str(exc))
+    return FenceLost(f"ledger unavailable: {exc}")
 
 
 class LedgerFence:
@@ -48,14 +67,14 @@ class LedgerFence:
         except FenceLost:
             self._rejected()
             raise
-        except LedgerUnavailable as exc:
-            raise FenceLost(f"ledger unavailable: {exc}") from exc
+        except LEDGER_FAILURES as exc:
+            raise _fence_lost(exc) from exc
 
     def open_intents(self) -> list[tuple[str, bytes | None]]:
         try:
             return self.coordinator.ledger.open_intents()
-        except LedgerUnavailable as exc:
-            raise FenceLost(f"ledger unavailable: {exc}") from exc
+        except LEDGER_FAILURES as exc:
+            raise _fence_lost(exc) from exc
 
     def mark_unknown(self, ticket: Ticket) -> None:
         try:
@@ -63,8 +82,8 @@ class LedgerFence:
         except FenceLost:
             self._rejected()
             raise
-        except LedgerUnavailable as exc:
-            raise FenceLost(f"ledger unavailable: {exc}") from exc
+        except LEDGER_FAILURES as exc:
+            raise _fence_lost(exc) from exc
 
     def complete(self, ticket: Ticket, status: str, recorded: bytes, fill: Fill | None) -> bool:
         try:
@@ -74,8 +93,8 @@ class LedgerFence:
         except FenceLost:
             self._rejected()
             raise
-        except LedgerUnavailable as exc:
-            raise FenceLost(f"ledger unavailable: {exc}") from exc
+        except LEDGER_FAILURES as exc:
+            raise _fence_lost(exc) from exc
 
     def _rejected(self) -> None:
         if self.metrics is not None:
