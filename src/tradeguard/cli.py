@@ -18,6 +18,7 @@ from tradeguard.bus.signals import InvalidSignal, Signal
 from tradeguard.chaos import DEFAULT_TOUR
 from tradeguard.config import Settings, load_settings
 from tradeguard.errors import TradeguardError
+from tradeguard.net import LOOPBACK
 from tradeguard.responder.cli import ResponderUnavailable, alerts_app, responder_command
 from tradeguard.stack import DEFAULT_RUN_DIR
 
@@ -173,7 +174,7 @@ def docker_exporter(
     docker_socket: Annotated[
         str, typer.Option(help="The Docker engine's unix socket (read-only use: GET only).")
     ] = "/var/run/docker.sock",
-    host: Annotated[str, typer.Option(help="Address /metrics listens on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address /metrics listens on.")] = LOOPBACK,
     port: Annotated[int, typer.Option(help="Port of /metrics (0: any).")] = 9468,
 ) -> None:
     """Export what cAdvisor cannot see (health-check status, exit codes, missing mounts, from

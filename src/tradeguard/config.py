@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tradeguard.errors import ConfigError
+from tradeguard.net import LOOPBACK
 
 
 class Layer(StrEnum):
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRADEGUARD_", extra="forbid")
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = f"redis://{LOOPBACK}:6379/0"
     trade_state_redis_url: str | None = None
     instance_state_redis_url: str | None = None
     signal_stream_redis_url: str | None = None
@@ -88,7 +89,7 @@ class Settings(BaseSettings):
     instances_dir: Path = Path("run/instances")
     # How often the writing replica compares Redis trade state with DuckDB's copy.
     state_check_interval_seconds: float = Field(default=10.0, gt=0)
-    metrics_host: str = "127.0.0.1"
+    metrics_host: str = LOOPBACK
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     # Resident memory this process may use; BackendMemoryHigh fires at 80 % of it (0: no budget).
     memory_budget_bytes: int = Field(default=MEMORY_BUDGET_BYTES, ge=0)

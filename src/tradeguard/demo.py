@@ -19,6 +19,7 @@ from tradeguard.config import load_settings
 from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
 from tradeguard.engine.paper import BrokerKnobs
 from tradeguard.engine.service import EngineOptions, EngineService
+from tradeguard.net import LOOPBACK
 from tradeguard.process.ports import free_port, port_open
 from tradeguard.process.services import RedisServer
 
@@ -61,7 +62,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     run_dir = options.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     port = options.metrics_port
-    if port_open("127.0.0.1", port):
+    if port_open(LOOPBACK, port):
         port = free_port()
     console.print(f"[bold]tradeguard demo[/] — run directory {run_dir}")
     console.print("starting redis-server …")

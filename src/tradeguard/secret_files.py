@@ -57,9 +57,7 @@ def replace_private(path: Path, text: str) -> Path:
     return path
 
 
-def read_secret(
-    path: Path, what: str = "secret", error: type[ConfigError] = ConfigError
-) -> str:
+def read_secret(path: Path, what: str = "secret", error: type[ConfigError] = ConfigError) -> str:
     """The ``what`` in ``path``, stripped; ``error`` (a ConfigError) if unreadable or empty."""
     try:
         value = path.read_text().strip()

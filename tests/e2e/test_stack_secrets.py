@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from tradeguard.config import Layer
+from tradeguard.net import LOOPBACK
 from tradeguard.secret_files import read_secret
-from tradeguard.stack.layout import LOOPBACK
 
 from .conftest import LiveStack
 

@@ -22,6 +22,7 @@ from tradeguard.config import Layer
 from tradeguard.engine.control import reset_broker_knobs, set_broker_knobs, set_intake_paused
 from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
 from tradeguard.errors import TradeguardError
+from tradeguard.net import LOOPBACK
 from tradeguard.stack.stack import Stack
 
 LOW_DISK_BYTES = 512 * 1024 * 1024  # below DuckDBDiskSpaceLow's 1 GiB threshold
@@ -102,7 +103,7 @@ def leader_of(stack: Stack) -> str:
     """The replica whose /coordinator/status says it leads."""
     for replica, port in stack.layout.engine_ports.items():
         try:
-            status = httpx.get(f"http://127.0.0.1:{port}/coordinator/status", timeout=1).json()
+            status = httpx.get(f"http://{LOOPBACK}:{port}/coordinator/status", timeout=1).json()
         except (httpx.HTTPError, ValueError):
             continue
         if status.get("role") == "leader":

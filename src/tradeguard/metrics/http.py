@@ -16,6 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry
 
 from tradeguard.metrics.exposition import CONTENT_TYPE, TextRenderer
+from tradeguard.net import LOOPBACK
 
 JsonRoute = Callable[[], Any]
 Environ = dict[str, Any]
@@ -38,7 +39,7 @@ class MetricsServer:
     def __init__(
         self,
         registry: CollectorRegistry,
-        host: str = "127.0.0.1",
+        host: str = LOOPBACK,
         port: int = 0,
         json_routes: dict[str, JsonRoute] | None = None,
         health: Callable[[], str | None] | None = None,

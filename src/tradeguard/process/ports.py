@@ -16,6 +16,8 @@ import socket
 import threading
 from pathlib import Path
 
+from tradeguard.net import LOOPBACK
+
 LOWEST = 10_000  # below: well-known and registered service ports
 _RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _issued: set[int] = set()
@@ -46,7 +48,7 @@ def _kernel_pick(host: str) -> int:
         return port
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = LOOPBACK) -> int:
     """A TCP port on ``host`` that is free now and that the kernel will not assign by itself."""
     top = _ephemeral_start() - 1
     if top - LOWEST < 1_000:  # an unusual ephemeral range leaves no room: let the kernel pick

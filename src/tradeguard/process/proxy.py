@@ -39,10 +39,10 @@ from enum import StrEnum
 from typing import Any, Self, TypeVar
 
 from tradeguard.errors import ServiceError
+from tradeguard.net import LOOPBACK
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 CHUNK = 65536
 _T = TypeVar("_T")
 _EOF = b""

@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import quote
 
-import httpx
-
 from tradeguard.errors import ConfigError, ServiceError
+from tradeguard.net import LOOPBACK, http_ok
 from tradeguard.process.managed import ManagedProcess
 from tradeguard.process.ports import free_port, port_open
 from tradeguard.secret_files import replace_private
-
-LOOPBACK = "127.0.0.1"
 
 
 def require_binary(name: str) -> str:
@@ -32,13 +29,6 @@ def require_binary(name: str) -> str:
     if path is None:
         raise ServiceError(f"{name} is not installed; run `make setup` (it installs it)")
     return path
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @dataclass
@@ -132,7 +122,7 @@ class RedisExporter(ManagedProcess):
         super().__init__(name, argv, workdir, health=self._ready, env=env)
 
     def _ready(self) -> bool:
-        return _http_ok(f"{self.endpoint.url}/metrics")
+        return http_ok(f"{self.endpoint.url}/metrics")
 
 
 class NodeExporter(ManagedProcess):
@@ -147,7 +137,7 @@ class NodeExporter(ManagedProcess):
         super().__init__(name, argv, workdir, health=self._ready)
 
     def _ready(self) -> bool:
-        return _http_ok(f"{self.endpoint.url}/metrics")
+        return http_ok(f"{self.endpoint.url}/metrics")
 
 
 class Prometheus(ManagedProcess):
@@ -179,7 +169,7 @@ class Prometheus(ManagedProcess):
         super().__init__(name, argv, workdir, health=self._ready, start_timeout=30)
 
     def _ready(self) -> bool:
-        return _http_ok(f"{self.endpoint.url}/-/ready")
+        return http_ok(f"{self.endpoint.url}/-/ready")
 
 
 @dataclass(frozen=True)
@@ -236,7 +226,7 @@ class Alertmanager(ManagedProcess):
         super().__init__(name, argv, workdir, health=self._ready)
 
     def _ready(self) -> bool:
-        return _http_ok(f"{self.endpoint.url}/-/ready")
+        return http_ok(f"{self.endpoint.url}/-/ready")
 
 
 def postgres_bin(name: str) -> str:

@@ -27,8 +27,9 @@ from rich.table import Table
 from rich.text import Text
 
 from tradeguard.errors import TradeguardError
+from tradeguard.net import LOOPBACK
 
-DEFAULT_URL = "http://127.0.0.1:9466"
+DEFAULT_URL = f"http://{LOOPBACK}:9466"
 
 alerts_app = typer.Typer(
     help="Query the alert responder: what is firing, what happened, who took it, how it went.",

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tradeguard.config import MEMORY_BUDGET_BYTES
 from tradeguard.errors import ConfigError
+from tradeguard.net import LOOPBACK
 from tradeguard.responder.auth import Authenticator, build_authenticator
 from tradeguard.responder.history import check_history_url
 from tradeguard.responder.pagerduty import EVENTS_URL as PAGERDUTY_EVENTS_URL
@@ -35,7 +36,7 @@ class ResponderSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TRADEGUARD_RESPONDER_", extra="forbid")
 
-    host: str = "127.0.0.1"
+    host: str = LOOPBACK
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)  # 0: any free port
     token: SecretStr | None = None
     token_file: Path | None = None

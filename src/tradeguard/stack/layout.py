@@ -12,11 +12,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tradeguard.config import Layer
+from tradeguard.net import LOOPBACK
 from tradeguard.process.ports import free_port
 from tradeguard.secret_files import read_secret
 
 STATE_FILE = "stack.json"
-LOOPBACK = "127.0.0.1"
 # Alertmanager runs as a high-availability pair, as in production: a second peer that gossips
 # its notification log with the first, so losing one peer loses no notification.
 ALERTMANAGER_PEERS = ("alertmanager-1", "alertmanager-2")

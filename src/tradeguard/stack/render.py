@@ -24,8 +24,9 @@ from typing import Any
 
 import yaml
 
+from tradeguard.net import LOOPBACK
 from tradeguard.secret_files import ensure_secret
-from tradeguard.stack.layout import LOOPBACK, StackLayout
+from tradeguard.stack.layout import StackLayout
 
 PROFILES = ("default", "fast")
 FAST_FOR_CAP_SECONDS = 10

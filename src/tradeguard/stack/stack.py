@@ -12,6 +12,7 @@ bypass sink, a separate small process, so they arrive even when the responder do
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ import httpx
 
 from tradeguard.config import Layer
 from tradeguard.errors import ServiceError
+from tradeguard.net import LOOPBACK, http_ok
 from tradeguard.process import ManagedProcess, wait_until
 from tradeguard.process.services import (
     Alertmanager,
@@ -61,13 +63,8 @@ def repo_deploy_dir() -> Path:
 
 
 def _http_ok(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return httpx.get(url, timeout=0.5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    return check
+    """A health check for ManagedProcess: ``url`` answers 200."""
+    return functools.partial(http_ok, url)
 
 
 def _target_problem(job: str, address: str, target: dict[str, Any] | None) -> str:
@@ -181,7 +178,7 @@ class Stack:
             argv,
             lay.run_dir / "engine",
             env=self._env(),
-            health=_http_ok(f"http://127.0.0.1:{port}/healthz"),
+            health=_http_ok(f"http://{LOOPBACK}:{port}/healthz"),
             start_timeout=30,
         )
 
