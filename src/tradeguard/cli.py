@@ -615,6 +615,7 @@ def ha_status(
     from rich.table import Table
 
     from tradeguard.bus.connection import make_client
+    from tradeguard.bus.keys import Keys
     from tradeguard.config import Layer
     from tradeguard.ha.ledger import open_ledger
     from tradeguard.ha.status import read_status
@@ -623,7 +624,7 @@ def ha_status(
         settings = _settings(config, redis_url)
         ledger = open_ledger(ledger_url)
         client = make_client(settings.layer_url(Layer.INSTANCE_STATE), socket_timeout=0.5)
-        st = read_status(ledger, client, f"{settings.key_prefix}leader")
+        st = read_status(ledger, client, Keys(settings.key_prefix).leader)
     except TradeguardError as exc:
         raise _fail(str(exc)) from None
     lead = st.leadership

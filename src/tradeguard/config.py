@@ -20,6 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tradeguard.errors import ConfigError
 from tradeguard.net import LOOPBACK
 
+# Every Redis key tradeguard writes starts with this (bus/keys.py builds the names).
+DEFAULT_KEY_PREFIX = "tg:"
+
 
 class Layer(StrEnum):
     """The four Redis layers of the seeds; their values are the ``layer`` metric label."""
@@ -62,7 +65,7 @@ class Settings(BaseSettings):
     instance_state_redis_url: str | None = None
     signal_stream_redis_url: str | None = None
     result_stream_redis_url: str | None = None
-    key_prefix: str = Field(default="tg:", min_length=1, max_length=32)
+    key_prefix: str = Field(default=DEFAULT_KEY_PREFIX, min_length=1, max_length=32)
 
     signal_ttl_seconds: float = Field(default=30.0, gt=0)
     signal_max_bytes: int = Field(default=4096, ge=256)

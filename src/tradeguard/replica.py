@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from tradeguard.bus.connection import make_client
+from tradeguard.bus.keys import Keys
 from tradeguard.config import Layer, Settings
 from tradeguard.engine.service import EngineOptions, EngineService
 from tradeguard.ha.coordinator import Coordinator, HAConfig
@@ -46,7 +47,7 @@ class CoordinatorService:
             socket_timeout=min(0.5, ha.renew_interval / 2),
             retries=0,
         )
-        key = f"{settings.key_prefix}leader"
+        key = Keys(settings.key_prefix).leader
         self.coordinator = Coordinator(
             replace(ha, lease_key=key),
             self.ledger,

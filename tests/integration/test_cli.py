@@ -163,3 +163,18 @@ def test_engine_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     assert "signals/s" in out.stdout
     assert "all processes stopped" in out.stdout
     assert "/metrics" in out.stdout
+
+
+def test_ha_status_reads_the_ledger_and_the_lease(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    from tradeguard.ha.ledger import open_ledger
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    ledger = open_ledger(url)
+    ledger.setup()
+    ledger.close()
+    out = run("ha", "status", "--ledger-url", url, "--redis-url", redis_server.url)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "epoch" in out.stdout.lower()

@@ -1,4 +1,5 @@
-"""Some things are defined once: the loopback address and the HTTP readiness check.
+"""Some things are defined once: the loopback address, the HTTP readiness check, the Redis
+key names.
 
 Two copies of a constant drift apart (one part listening where another no longer looks), so
 the package names them in ``tradeguard.net`` only. The bypass sink is the one exception: it is
@@ -26,6 +27,19 @@ def test_the_loopback_address_is_spelled_in_one_place() -> None:
         if re.search(r"[\"']127\.0\.0\.1", line)
     ]
     assert spelled == [], "use tradeguard.net.LOOPBACK"
+
+
+def test_redis_key_names_come_from_the_key_layout() -> None:
+    """Key names are built by ``bus/keys.py`` under the configured prefix; a name spelled out
+    elsewhere ignores the prefix and drifts from the layout DESIGN.md documents."""
+    spelled = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != PACKAGE / "config.py"  # DEFAULT_KEY_PREFIX itself
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"[\"']tg:", line)
+    ]
+    assert spelled == [], "build key names with tradeguard.bus.keys.Keys"
 
 
 def test_one_readiness_check_definition() -> None:

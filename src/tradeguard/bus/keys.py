@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tradeguard.config import DEFAULT_KEY_PREFIX
+
 
 @dataclass(frozen=True)
 class Keys:
     """Key names for every layer; ``prefix`` defaults to ``tg:``."""
 
-    prefix: str = "tg:"
+    prefix: str = DEFAULT_KEY_PREFIX
 
     def state(self, account: str) -> str:
         """RTS: one hash per account (balance, equity, positions, leverage)."""
@@ -52,6 +54,12 @@ class Keys:
     def state_control(self) -> str:
         """RTS: resync requests for the writing engine (``tradeguard state resync``)."""
         return f"{self.prefix}control:state"
+
+    @property
+    def leader(self) -> str:
+        """RIS: the leader lease of the engine replicas (the ledger's epoch decides; this key
+        is the fast path)."""
+        return f"{self.prefix}leader"
 
     @property
     def results(self) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from tradeguard.bus.keys import Keys
 from tradeguard.errors import ConfigError
 from tradeguard.ha.records import Leadership
 
@@ -45,7 +46,7 @@ class HAConfig:
     ttl: float = 5.0
     renew_interval: float = 1.0
     renew_deadline: float = 3.0
-    lease_key: str = "tg:leader"
+    lease_key: str = Keys().leader
 
     def __post_init__(self) -> None:
         if not 0 < self.renew_interval < self.renew_deadline < self.ttl:

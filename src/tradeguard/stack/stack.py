@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from tradeguard.bus.keys import Keys
 from tradeguard.config import Layer
 from tradeguard.errors import ServiceError
 from tradeguard.net import LOOPBACK, http_ok
@@ -48,7 +49,7 @@ from tradeguard.stack.render import (
 from tradeguard.stack.status import read_stack_status
 
 log = logging.getLogger(__name__)
-STREAMS = "tg:signals,tg:results"
+STREAMS = f"{Keys().signals},{Keys().results}"
 # The fast profile's Watchdog repeats every 6 s (render.WATCHDOG_TIMERS): a switch that trips
 # after 20 s notices a broken alert path within a demo, yet tolerates two lost repeats.
 FAST_WATCHDOG_TIMEOUT_SECONDS = 20
