@@ -238,7 +238,8 @@ def test_killed_between_storing_and_sending_it_sends_after_restart_once(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     port = free_port()
-    hook = [sys.executable, str(HERE / "responder_crash_hook.py")]
+    go = tmp_path / "crash-now"
+    hook = [sys.executable, str(HERE / "responder_crash_hook.py"), str(go)]
     crashing = run_responder(hook, port, tmp_path)
     processes.append(crashing)
     reply = httpx.post(
@@ -248,6 +249,7 @@ def test_killed_between_storing_and_sending_it_sends_after_restart_once(
         timeout=10,
     )
     assert reply.status_code == 200 and reply.json()["accepted"] == 1
+    go.touch()  # the hook holds the first delivery until the 200 is read
     assert crashing.wait(15) == -signal.SIGKILL, "the hook kills it at its first delivery"
     jsonl = tmp_path / "notifications.jsonl"
     assert not jsonl.exists(), "nothing was sent before the crash"
