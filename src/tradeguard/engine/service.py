@@ -17,6 +17,7 @@ from tradeguard.bus.instance_state import InstanceRegistry
 from tradeguard.bus.keys import Keys
 from tradeguard.bus.results import ResultStream
 from tradeguard.bus.signal_stream import SignalStream
+from tradeguard.bus.stream_collector import StreamCollector
 from tradeguard.bus.trade_state import TradeState
 from tradeguard.config import Layer, Settings
 from tradeguard.engine.broker import Broker
@@ -27,9 +28,9 @@ from tradeguard.engine.paper import BrokerKnobs, PaperBroker, SQLiteBook
 from tradeguard.fencing import Fence
 from tradeguard.instances.supervisor import InstanceSupervisor
 from tradeguard.metrics.catalog import Metrics
-from tradeguard.metrics.collectors import DuckDBCollector, StreamCollector
 from tradeguard.metrics.http import MetricsServer
 from tradeguard.metrics.process import process_registry
+from tradeguard.store.collector import DuckDBCollector
 from tradeguard.store.consistency import ConsistencyChecker
 from tradeguard.store.duck import DuckStore
 from tradeguard.store.persister import ResultPersister, store_group

@@ -170,7 +170,7 @@ class Metrics:
         )
 
         # Stream gauges are filled by StreamCollector at scrape time; declared here so the
-        # catalog is complete (see tradeguard.metrics.collectors).
+        # catalog is complete (see tradeguard.bus.stream_collector).
         # tradeguard_stream_length{stream}, tradeguard_stream_pending{stream},
         # tradeguard_stream_lag{stream}, tradeguard_stream_oldest_pending_age_seconds{stream}
 
@@ -552,8 +552,9 @@ class Metrics:
             gauge.labels(*prefix, choice).set(1 if choice == value else 0)
 
 
-# Series names filled at scrape time by custom collectors (tradeguard.metrics.collectors and the
-# HA coordinator); listed here so the catalog names every series tradeguard exposes.
+# Series names filled at scrape time by custom collectors (tradeguard.bus.stream_collector,
+# tradeguard.store.collector and the HA coordinator); listed here so the catalog names every
+# series tradeguard exposes.
 COLLECTED_SERIES = {
     "tradeguard_instance_state": "gauge",
     "tradeguard_instance_cpu_ratio": "gauge",

@@ -1,16 +1,16 @@
-"""Scrape-time collectors: figures that are cheaper to read when asked than to track.
+"""The signal and result streams' figures, read at scrape time.
 
 Stream length, pending count, undelivered lag and the age of the oldest pending entry come
-from one pipelined round trip per scrape (XLEN, XINFO GROUPS, XPENDING summary). Redis' own
-health stays with redis_exporter; these are the figures only tradeguard can label by stream.
+from one pipelined round trip per scrape (XLEN, XINFO GROUPS, XPENDING summary): cheaper to
+read when asked than to track. Redis' own health stays with redis_exporter; these are the
+figures only tradeguard can label by stream. It lives with the bus because it reads the
+bus's streams; ``metrics`` knows nothing of Redis.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis import Redis
@@ -19,7 +19,6 @@ from redis.exceptions import RedisError
 from tradeguard.bus.connection import as_text
 from tradeguard.bus.signal_stream import entry_ms
 from tradeguard.metrics.family import FamilyCollector
-from tradeguard.store.duck import DuckStore
 
 StreamSource = tuple[Redis, str, str, str | None]  # client, stream label, key, consumer group
 
@@ -96,60 +95,3 @@ class StreamCollector(FamilyCollector):
             age.add_metric([label], max(0.0, (now_ms - oldest) / 1000) if oldest else 0.0)
         errors.add_metric([], float(self.errors))
         yield from (length, pending, lag, age, errors)
-
-
-class DuckDBCollector(FamilyCollector):
-    """File size, free disk space on its volume, and DuckDB's own memory figures."""
-
-    def __init__(self, store: DuckStore) -> None:
-        self.store = store
-
-    @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, ...]:
-        return (
-            GaugeMetricFamily(
-                "tradeguard_duckdb_file_size_bytes",
-                "Size of the DuckDB file and its write-ahead log.",
-            ),
-            GaugeMetricFamily(
-                "tradeguard_duckdb_disk_free_bytes",
-                "Free space on the filesystem holding the DuckDB file.",
-            ),
-            GaugeMetricFamily(
-                "tradeguard_duckdb_memory_usage_bytes", "Memory DuckDB reports in use."
-            ),
-            GaugeMetricFamily(
-                "tradeguard_duckdb_memory_limit_bytes", "DuckDB's configured memory limit."
-            ),
-        )
-
-    def collect(self) -> Iterator[Metric]:
-        size, free, used, limit = self._families()
-        path = self.store.path
-        total = sum(p.stat().st_size for p in (path, Path(f"{path}.wal")) if p.exists())
-        size.add_metric([], float(total))
-        free.add_metric([], float(disk_free_bytes(path)))
-        mem_used, mem_limit = self.store.memory()
-        used.add_metric([], mem_used)
-        limit.add_metric([], mem_limit)
-        yield from (size, free, used, limit)
-
-
-# Tests and the duckdb-disk-low scenario lower the apparent free space instead of filling a disk.
-DISK_FREE_OVERRIDE_ENV = "TRADEGUARD_DUCKDB_DISK_FREE_OVERRIDE_BYTES"
-
-
-def disk_free_bytes(path: Path) -> int:
-    """Free bytes on ``path``'s filesystem, unless an override file/env says otherwise."""
-    import os
-
-    override = os.environ.get(DISK_FREE_OVERRIDE_ENV)
-    marker = path.parent / "disk-free-override"
-    if marker.exists():
-        override = marker.read_text().strip() or override
-    if override:
-        try:
-            return int(float(override))
-        except ValueError:
-            pass
-    return shutil.disk_usage(path.parent).free
