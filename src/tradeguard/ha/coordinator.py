@@ -48,7 +48,7 @@ from tradeguard.ha.decide import (
     term_alive,
 )
 from tradeguard.ha.figures import CoordinatorFigures
-from tradeguard.ha.lease import LeaseUnavailable, RedisLease
+from tradeguard.ha.lease import LeaseRefused, LeaseUnavailable, RedisLease
 from tradeguard.ha.ledger import Ledger, LedgerUnavailable
 from tradeguard.ha.records import Leadership
 from tradeguard.metrics.catalog import Metrics
@@ -98,6 +98,7 @@ class Coordinator:
         self._lock = threading.RLock()
         self._terms = 0
         self._decision: Decision | None = None  # the last tick's, to log only the changes
+        self._refused = False  # Redis refuses our credentials: said once, until it accepts
         self._sync_seconds = 0.0  # time spent in ledger calls during the current tick
         self._set_mode(Mode.NORMAL)
 
@@ -198,7 +199,9 @@ class Coordinator:
                 holder = self.lease.holder()
         except LeaseUnavailable as exc:
             redis_error = str(exc) or type(exc).__name__
-            log.debug("%s: Redis unavailable: %s", cfg.replica_id, exc)
+            self._redis_unavailable(exc)
+        else:
+            self._redis_answered()
         return Snapshot(
             replica=cfg.replica_id,
             role=self.role,
@@ -261,7 +264,7 @@ class Coordinator:
                 self.lease.release()
                 self.figures.current_leader_redis = None
         except LeaseUnavailable as exc:
-            log.debug("%s: Redis unavailable: %s", cfg.replica_id, exc)
+            self._redis_unavailable(exc)
             self.figures.current_leader_redis = None
             if mode is Mode.NORMAL:
                 mode = Mode.DB_ONLY
@@ -289,6 +292,27 @@ class Coordinator:
             if self.metrics is not None:
                 self.metrics.ha_heartbeat_timestamp.set(stamp)
         self._set_mode(mode if db_ok else Mode.NO_DB)
+
+    def _redis_unavailable(self, exc: LeaseUnavailable) -> None:
+        """An outage is routine (debug; the mode and its metrics say it); refused credentials
+        are a setting to fix: counted on every call, logged as an error when they start."""
+        if not isinstance(exc, LeaseRefused):
+            log.debug("%s: Redis unavailable: %s", self.config.replica_id, exc)
+            return
+        if self.metrics is not None:
+            self.metrics.redis_auth_errors.labels(exc.layer).inc()
+        if not self._refused:
+            self._refused = True
+            log.error(
+                "%s: %s; the lease runs on the ledger alone until the password is fixed",
+                self.config.replica_id,
+                exc,
+            )
+
+    def _redis_answered(self) -> None:
+        if self._refused:
+            self._refused = False
+            log.info("%s: Redis accepts our credentials again", self.config.replica_id)
 
     def _ledger_call(self, call: Callable[[], T]) -> T:
         start = time.perf_counter()

@@ -9,10 +9,13 @@ ledger's to detect split-brain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from tradeguard.bus.connection import CONNECTION_ERRORS, as_text
+from tradeguard.bus.connection import AUTH_ERRORS, CONNECTION_ERRORS, as_text
 from tradeguard.errors import TradeguardError
 
 _RENEW = """
@@ -32,14 +35,32 @@ class LeaseUnavailable(TradeguardError):
     the lease state is unknown."""
 
 
-_UNAVAILABLE = (*CONNECTION_ERRORS, ResponseError)
+class LeaseRefused(LeaseUnavailable):
+    """Redis refused our credentials (a password changed under a running replica): the lease
+    state is unknown as with any outage, but waiting will not fix it, so it is told apart."""
+
+    def __init__(self, message: str, layer: str) -> None:
+        super().__init__(message)
+        self.layer = layer
+
+
+T = TypeVar("T")
 
 
 class RedisLease:
     """One replica's handle on the leader key: value ``<replica>|<token>``."""
 
-    def __init__(self, redis: Redis, key: str, replica: str, token: str, ttl: float) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        key: str,
+        replica: str,
+        token: str,
+        ttl: float,
+        layer: str = "instance_state",
+    ) -> None:
         self.redis = redis
+        self.layer = layer  # the Redis layer the key lives on, for the auth-error metric
         self.key = key
         self.replica = replica
         self.token = token
@@ -48,39 +69,37 @@ class RedisLease:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
+    def _call(self, command: Callable[[], T]) -> T:
+        """Run one Redis command; LeaseRefused or LeaseUnavailable when it cannot say."""
+        try:
+            return command()
+        except AUTH_ERRORS as exc:  # before CONNECTION_ERRORS: a subclass of it
+            raise LeaseRefused(f"Redis refused our credentials: {exc}", self.layer) from exc
+        except (*CONNECTION_ERRORS, ResponseError) as exc:
+            raise LeaseUnavailable(str(exc)) from exc
+
     def acquire(self) -> bool:
         """Take the key if nobody holds it."""
-        try:
-            return bool(self.redis.set(self.key, self.value, nx=True, px=self.ttl_ms))
-        except _UNAVAILABLE as exc:
-            raise LeaseUnavailable(str(exc)) from exc
+        return bool(
+            self._call(lambda: self.redis.set(self.key, self.value, nx=True, px=self.ttl_ms))
+        )
 
     def renew(self) -> bool:
         """Extend the key while it is still ours; False when it is gone or someone else's."""
-        try:
-            return bool(self._renew(keys=[self.key], args=[self.value, self.ttl_ms]))
-        except _UNAVAILABLE as exc:
-            raise LeaseUnavailable(str(exc)) from exc
+        return bool(
+            self._call(lambda: self._renew(keys=[self.key], args=[self.value, self.ttl_ms]))
+        )
 
     def claim(self) -> None:
         """Overwrite the key with ours: only the ledger's leader does this (split-brain fix)."""
-        try:
-            self.redis.set(self.key, self.value, px=self.ttl_ms)
-        except _UNAVAILABLE as exc:
-            raise LeaseUnavailable(str(exc)) from exc
+        self._call(lambda: self.redis.set(self.key, self.value, px=self.ttl_ms))
 
     def release(self) -> bool:
-        try:
-            return bool(self._release(keys=[self.key], args=[self.value]))
-        except _UNAVAILABLE as exc:
-            raise LeaseUnavailable(str(exc)) from exc
+        return bool(self._call(lambda: self._release(keys=[self.key], args=[self.value])))
 
     def holder(self) -> str | None:
         """The replica id holding the key, or None."""
-        try:
-            raw = self.redis.get(self.key)
-        except _UNAVAILABLE as exc:
-            raise LeaseUnavailable(str(exc)) from exc
+        raw = self._call(lambda: self.redis.get(self.key))
         if raw is None:
             return None
         return as_text(raw).split("|", 1)[0]

@@ -41,7 +41,8 @@ from collections.abc import Callable
 
 from redis.exceptions import ResponseError
 
-from tradeguard.bus.connection import CONNECTION_ERRORS, as_text
+from tradeguard.bus.connection import AUTH_ERRORS, CONNECTION_ERRORS, as_text
+from tradeguard.bus.instrument import LayerInstruments
 from tradeguard.bus.results import RESULT_FIELD, ResultStream, TradeResult
 from tradeguard.bus.trade_state import TradeState
 from tradeguard.metrics.catalog import Metrics
@@ -104,6 +105,7 @@ class ResultPersister:
         self._backfill_until: tuple[int, int] | None = None
         self._dirty_accounts: set[str] = set()
         self._pending_first = True  # re-read our own pending entries after a restart/failure
+        self._refused = False  # Redis refuses our credentials: said once, until it accepts
         self._last_snapshot = 0.0
         self._never_read: int | None = None  # entries the group skipped, at the last check
         self._last_skip_check = -SKIP_CHECK_INTERVAL
@@ -253,11 +255,19 @@ class ResultPersister:
         backoff = 0.05
         self.ensure_group_safely(stop)
         while not stop.is_set():
+            layer = self.results.instruments  # whose Redis a refusal comes from
             try:
                 self.step()  # every replica, leader or not: its DuckDB keeps every result
                 if self.checker is not None and self.active():
+                    layer = self.checker.state.instruments
                     self.checker.maybe_check()  # the shared Redis state: the leader's only
                 backoff = 0.05
+                self._credentials_accepted()
+            except AUTH_ERRORS as exc:  # before CONNECTION_ERRORS: a subclass of it
+                self._credentials_refused(layer, exc)
+                self._pending_first = True
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
             except (*CONNECTION_ERRORS, ResponseError) as exc:
                 # Unreachable, or refusing (READONLY after a failover, OOM, MISCONF, a
                 # vanished group): never end the thread on it; back off and re-read.
@@ -272,5 +282,26 @@ class ResultPersister:
             try:
                 self.ensure_group()
                 return
+            except AUTH_ERRORS as exc:  # before CONNECTION_ERRORS: a subclass of it
+                self._credentials_refused(self.results.instruments, exc)
+                stop.wait(0.2)
             except (*CONNECTION_ERRORS, ResponseError):
                 stop.wait(0.2)
+
+    def _credentials_refused(self, layer: LayerInstruments, exc: Exception) -> None:
+        """A password changed under the running persister: not an outage to wait out
+        silently. Counted on every refusal, logged as an error when refusals start."""
+        layer.auth_error()
+        if not self._refused:
+            self._refused = True
+            log.error(
+                "Redis (%s layer) refused the persister's credentials (%s); results wait in "
+                "the stream until the password is fixed",
+                layer.layer,
+                exc,
+            )
+
+    def _credentials_accepted(self) -> None:
+        if self._refused:
+            self._refused = False
+            log.info("Redis accepts the persister's credentials again")
