@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tradeguard.chaos.audit import audit, drain
+from tradeguard.chaos.audit import RunRecords, audit, drain
 from tradeguard.chaos.runner import ScenarioResult, finish_resolution, run_scenario
 from tradeguard.chaos.scenarios import SCENARIOS, burst_ids
 from tradeguard.process import wait_until
@@ -106,8 +106,9 @@ def test_scenarios_fire_in_time_resolve_and_lose_nothing(live_stack: LiveStack) 
     assert not unresolved, f"no resolved notice for {unresolved}"
     report = live_stack.generator.stop()  # waits for the publish in flight
     published = report.published + burst_ids(live_stack.stack)
-    drain(live_stack.layout, published, timeout=90)
-    final = audit(live_stack.layout, published, report.indeterminate)
+    with RunRecords.of(live_stack.layout) as records:
+        drain(records, published, timeout=90)
+        final = audit(records, published, report.indeterminate)
     assert final.published > 500
     assert final.lost == set(), f"{len(final.lost)} acknowledged signals never handled"
     assert final.duplicated == set(), f"{len(final.duplicated)} signals sent to the broker twice"

@@ -45,10 +45,10 @@ def test_a_run_longer_than_the_result_stream_keeps_reports_nothing_lost(
     }
     assert len(in_stream) < RUN, "the stream was meant to be trimmed, as on a long run"
 
-    records = RunRecords(ledger_url, redis_server.url, tmp_path / "book.sqlite")
-    final = audit(records, [*ids, dead])
-    assert final.lost == set()
-    assert (final.published, final.executed, final.dropped) == (RUN + 1, RUN, 1)
+    with RunRecords(ledger_url, redis_server.url, tmp_path / "book.sqlite") as records:
+        final = audit(records, [*ids, dead])
+        assert final.lost == set()
+        assert (final.published, final.executed, final.dropped) == (RUN + 1, RUN, 1)
 
-    missing = "sig-never-handled"
-    assert audit(records, [*ids, missing]).lost == {missing}
+        missing = "sig-never-handled"
+        assert audit(records, [*ids, missing]).lost == {missing}

@@ -15,11 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis import Redis
+
 from tradeguard.bus.connection import make_client
 from tradeguard.bus.keys import Keys
 from tradeguard.config import Layer
 from tradeguard.engine.paper import SQLiteBook
-from tradeguard.ha.ledger import LedgerUnavailable, open_ledger
+from tradeguard.ha.ledger import Ledger, LedgerUnavailable, open_ledger
 from tradeguard.stack.layout import StackLayout
 
 
@@ -35,42 +37,55 @@ class Audit:
     unexpected: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
 class RunRecords:
-    """Where a run's records are: the engine's ledger, the signal layer's Redis, the broker's
-    book."""
+    """A run's records, read through one ledger connection and one Redis client for as long
+    as the records are open (a drain polls them every half second): the engine's ledger, the
+    signal layer's Redis, the broker's book. Close it, or use it as a context manager."""
 
-    ledger_url: str
-    signals_redis_url: str
-    broker_book: Path
+    def __init__(self, ledger_url: str, signals_redis_url: str, broker_book: Path) -> None:
+        self.ledger_url = ledger_url
+        self.signals_redis_url = signals_redis_url
+        self.broker_book = broker_book
+        self._ledger: Ledger | None = None
+        self._redis: Redis | None = None
 
     @classmethod
     def of(cls, layout: StackLayout) -> RunRecords:
         return cls(layout.ledger_url, layout.redis_url(Layer.SIGNAL_STREAM), layout.broker_book)
 
+    def __enter__(self) -> RunRecords:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
     def executed(self) -> set[str]:
         """Signals whose outcome the engine recorded (its ledger's ``done`` actions)."""
-        ledger = open_ledger(self.ledger_url)
-        try:
-            return {sid for sid, (state, _, _) in ledger.actions().items() if state == "done"}
-        finally:
-            ledger.close()
+        if self._ledger is None:
+            self._ledger = open_ledger(self.ledger_url)
+        return {sid for sid, (state, _, _) in self._ledger.actions().items() if state == "done"}
 
     def dead_lettered(self) -> set[str]:
-        client = make_client(self.signals_redis_url)
-        return {f[b"signal_id"].decode() for _id, f in client.xrange(Keys().signals_dead)}
+        if self._redis is None:
+            self._redis = make_client(self.signals_redis_url)
+        return {f[b"signal_id"].decode() for _id, f in self._redis.xrange(Keys().signals_dead)}
 
 
-def audit(
-    where: StackLayout | RunRecords, published: list[str], maybe: Iterable[str] = ()
-) -> Audit:
+def audit(records: RunRecords, published: list[str], maybe: Iterable[str] = ()) -> Audit:
     """Compare what was acknowledged at publish with what the ledger, the dead letters and the
     broker hold.
 
     ``maybe`` are ids whose publish failed with an unknown outcome: executing them is allowed
     (they are not unexpected), but they were never promised (they cannot be lost).
     """
-    records = where if isinstance(where, RunRecords) else RunRecords.of(where)
     executed = records.executed()
     dead = records.dead_lettered()
     book = SQLiteBook(records.broker_book)
@@ -88,10 +103,9 @@ def audit(
     )
 
 
-def drain(layout: StackLayout, published: list[str], timeout: float = 60) -> None:
+def drain(records: RunRecords, published: list[str], timeout: float = 60) -> None:
     """Wait (bounded) until the engines have handled every published signal; the audit that
     follows reports whatever is still missing."""
-    records = RunRecords.of(layout)
     wanted = set(published)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

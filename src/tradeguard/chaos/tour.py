@@ -19,7 +19,7 @@ from rich.table import Table
 from tradeguard.bus.connection import make_client
 from tradeguard.bus.keys import Keys
 from tradeguard.bus.signal_stream import SignalStream
-from tradeguard.chaos.audit import Audit, audit, drain
+from tradeguard.chaos.audit import Audit, RunRecords, audit, drain
 from tradeguard.chaos.runner import (
     ResponderView,
     ScenarioResult,
@@ -128,8 +128,9 @@ def run_tour(
                 time.sleep(0.5)
             report = gen.stop()  # waits for the publish in flight, which the audit must see
             published = report.published + burst_ids(stack)
-            drain(layout, published)
-            final = audit(layout, published, report.indeterminate)
+            with RunRecords.of(layout) as records:
+                drain(records, published)
+                final = audit(records, published, report.indeterminate)
             live.update(_table(results, "", final, resolve_cap))
     finally:
         gen.stop()
