@@ -23,11 +23,6 @@ class AuthConfigError(ConfigError):
     """Credentials are missing or unreadable: the responder must not start."""
 
 
-def read_secret(path: Path, what: str) -> str:
-    """The secret in ``path`` without surrounding whitespace; AuthConfigError if unusable."""
-    return secret_files.read_secret(path, what, AuthConfigError)
-
-
 @dataclass(frozen=True, repr=False)
 class Authenticator:
     """Checks an ``Authorization`` header against the configured credentials.
@@ -102,7 +97,7 @@ def build_authenticator(
     ``token_file`` wins over ``token`` (the environment value) when both are given.
     """
     if token_file is not None:
-        token = read_secret(token_file, "bearer token")
+        token = secret_files.read_secret(token_file, "bearer token", AuthConfigError)
     elif token is not None:
         token = token.strip()
         if not token:
@@ -114,7 +109,9 @@ def build_authenticator(
                 "basic auth needs both basic_user and basic_password_file "
                 "(TRADEGUARD_RESPONDER_BASIC_USER, TRADEGUARD_RESPONDER_BASIC_PASSWORD_FILE)"
             )
-        password = read_secret(basic_password_file, "basic-auth password")
+        password = secret_files.read_secret(
+            basic_password_file, "basic-auth password", AuthConfigError
+        )
     auth = Authenticator(token=token, basic_user=basic_user or None, basic_password=password)
     if not auth.enabled and not insecure:
         raise AuthConfigError(

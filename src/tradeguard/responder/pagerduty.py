@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
-from tradeguard.responder.auth import read_secret
 from tradeguard.responder.channels import ChannelError
 from tradeguard.responder.notification import Notification
+from tradeguard.secret_files import read_secret
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 PAGED_SEVERITIES = frozenset({"critical"})
