@@ -9,8 +9,9 @@ payloads from JSON of any shape (deep nesting, 1e308, -0.0, NaN/Infinity tokens,
 2**1100 integers, a wrong type in each known field, unicode and lone surrogates, very long
 strings, missing and extra fields, valid-looking signals with bad identifiers).
 
-Some valid signals carry an id the engine's own test hook (``CRASH_ENV=poison:<prefix>``)
-raises on at every delivery: a bug one entry's content triggers, so the poison path runs too.
+Some valid signals carry an id the engine raises on at every delivery (the test patches the
+engine's ``before_intent`` checkpoint with engine_crash_hook's ``poison`` mode): a bug one
+entry's content triggers, so the poison path runs too.
 
 All of them go to ONE engine started once for the whole run (a fresh engine per example
 would hide state one entry leaves behind for the next). Afterwards it must hold that every
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from engine_crash_hook import crashing_checkpoint
 from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -51,7 +53,7 @@ from tradeguard.bus.connection import make_client
 from tradeguard.bus.results import RESULT_FIELD
 from tradeguard.bus.signals import SIGNAL_FIELD, InvalidSignal, decode_signal
 from tradeguard.config import Settings
-from tradeguard.engine.loop import CRASH_ENV
+from tradeguard.engine.loop import Engine
 from tradeguard.engine.paper import BrokerKnobs, PaperBroker
 from tradeguard.engine.service import EngineOptions, EngineService
 from tradeguard.metrics.vocabulary import ACTIONS
@@ -70,8 +72,8 @@ KNOWN_FIELDS = (
 )
 MAX_EXAMPLES = 150
 SETTLE_SECONDS = 30.0  # poison entries need poison_deliveries x reclaim_idle (1 s) to settle
-# Signals whose id starts with this make the engine raise while handling them (the engine's
-# own test hook, CRASH_ENV=poison:<prefix>): a bug one entry's content triggers.
+# Signals whose id starts with this make the engine raise while handling them (its checkpoint,
+# patched with engine_crash_hook's poison mode): a bug one entry's content triggers.
 POISON_PREFIX = "poison-hook-"
 
 # ---- strategies -------------------------------------------------------------------------------
@@ -387,7 +389,7 @@ def engine(settings: Settings) -> EngineService:
 def test_arbitrary_entries_never_stop_the_engine(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(CRASH_ENV, f"poison:{POISON_PREFIX}")  # read when the engine is built
+    monkeypatch.setattr(Engine, "_checkpoint", crashing_checkpoint("poison", POISON_PREFIX))
     keys = Keys()
     client = make_client(settings.redis_url)
     producer = SignalStream(client, keys)

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from tcp_proxy import ProxyMode, TcpProxy
 
 from tradeguard.bus.connection import make_client
 from tradeguard.process import wait_until
-from tradeguard.process.proxy import ProxyMode, TcpProxy
 from tradeguard.process.services import RedisServer
 
 

@@ -274,21 +274,6 @@ def test_postgres_ledger_tells_a_bad_statement_from_a_lost_server(
 
 
 # ---- 5. a configuration error is one line, not a traceback ----------------------------------
-def test_a_bad_crash_hook_setting_is_a_config_error_line(redis_server: RedisServer) -> None:
-    out = run(
-        "engine",
-        "--redis-url",
-        redis_server.url,
-        "--no-persist",
-        "--metrics-port",
-        "0",
-        env={"TRADEGUARD_CRASH_AT": "somewhere"},
-    )
-    assert out.returncode == 2, out.stderr
-    lines = error_lines(out)
-    assert len(lines) == 1 and "TRADEGUARD_CRASH_AT must be" in lines[0], out.stderr
-
-
 def test_bad_ha_timing_names_the_options(redis_server: RedisServer, tmp_path: Path) -> None:
     out = run(
         "coordinator",

@@ -11,7 +11,6 @@ from rich.console import Console
 
 from tradeguard.bus.connection import RedisAuthError
 from tradeguard.chaos.tour import run_tour
-from tradeguard.engine.loop import CRASH_ENV, crash_point_from_env
 from tradeguard.errors import ConfigError
 from tradeguard.ha.decide import HAConfig
 from tradeguard.redact import redact_url
@@ -61,12 +60,6 @@ def test_unknown_scenarios_are_a_config_error(tmp_path: Path) -> None:
 def test_impossible_ha_timing_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="--renew-interval"):
         HAConfig("r1", ttl=1.0, renew_interval=2.0)
-
-
-def test_a_bad_crash_hook_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(CRASH_ENV, "nowhere:x")
-    with pytest.raises(ConfigError, match=CRASH_ENV):
-        crash_point_from_env()
 
 
 def test_an_unknown_ledger_or_history_scheme_is_named_without_its_password() -> None:

@@ -24,10 +24,10 @@ goes on. Redis error replies about the server's state (READONLY, OOM, ...) back 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 from redis.exceptions import ResponseError
 
@@ -54,7 +54,6 @@ from tradeguard.engine.broker import (
 )
 from tradeguard.engine.risk import RiskLimits
 from tradeguard.engine.stats import EngineStats
-from tradeguard.errors import ConfigError
 from tradeguard.fencing import Fence, FenceLost, Intent, Ticket, boot_clock
 from tradeguard.fencing import Fill as BookFill
 from tradeguard.metrics.catalog import Metrics
@@ -62,33 +61,11 @@ from tradeguard.metrics.vocabulary import ACTIONS, ORDER_STATUSES
 
 log = logging.getLogger(__name__)
 
-# ---- TEST HOOK: deterministic crash points for the HA fault tests ----------------------------
-# ``TRADEGUARD_CRASH_AT=<point>:<signal id prefix>`` (read once, when the engine is built) makes
-# the process exit at once with code 137, as SIGKILL would, when it reaches ``point`` for a
-# signal whose id starts with the prefix. Points: ``after_intent`` (the intent is committed, the
-# order not yet sent) and ``after_fill`` (the broker filled the order, no result recorded yet).
-# Unset (always, outside the fault tests) it costs one comparison per signal.
-CRASH_ENV = "TRADEGUARD_CRASH_AT"
-# "thread_after_intent" raises instead of exiting: a bug that kills the engine thread while
-# the rest of the process (HTTP endpoint, coordinator) lives on. "poison" raises an ordinary
-# exception while handling the entry (before its intent): a bug one entry's content triggers.
-CRASH_POINTS = ("after_intent", "after_fill", "thread_after_intent", "poison")
-
-
-class EngineThreadCrash(BaseException):
-    """TEST HOOK: ends the engine thread (a BaseException, so no per-entry handler keeps it)."""
-
-
-def crash_point_from_env() -> tuple[str, str] | None:
-    """The (point, signal id prefix) of the test hook, or None when it is not set."""
-    raw = os.environ.get(CRASH_ENV, "")
-    if not raw:
-        return None
-    point, _, prefix = raw.partition(":")
-    if point not in CRASH_POINTS or not prefix:
-        raise ConfigError(f"{CRASH_ENV} must be <{'|'.join(CRASH_POINTS)}>:<prefix>, got {raw!r}")
-    return point, prefix
-
+# The moments in handling one signal where a crash is most dangerous, each marked by a call of
+# ``Engine._checkpoint``: ``before_intent`` (decoded, nothing recorded yet), ``after_intent``
+# (the intent is committed, the order not yet sent) and ``after_fill`` (the broker filled the
+# order, no result recorded yet).
+Checkpoint = Literal["before_intent", "after_intent", "after_fill"]
 
 EXPIRED_MARK = b"expired"  # what a done action that was dead-lettered as expired records
 
@@ -152,7 +129,6 @@ class Engine:
         self._sent_at: dict[str, float] = {}
         self._parked: dict[bytes, Parked] = {}
         self._busy = threading.Lock()  # held while one entry is handled: drain waits on it
-        self._crash_at = crash_point_from_env()  # test hook, None in production
         if metrics is not None:
             m = metrics
             self._received = {a: m.signals_received.labels(a) for a in ACTIONS}
@@ -400,15 +376,14 @@ class Engine:
             self.stats.drop(exc.reason)
             return
         received = time.time()
-        self._crash_hook("poison", signal.signal_id)
+        self._checkpoint("before_intent", signal.signal_id)
         ticket = self.fence.begin(signal.signal_id, signal.to_json())
         if ticket.intent is Intent.DONE:
             self._reemit(entry, signal, ticket)
             return
         if self.metrics is not None and ticket.intent is Intent.NEW:
             self._received[signal.action].inc()
-        self._crash_hook("after_intent", signal.signal_id)
-        self._crash_hook("thread_after_intent", signal.signal_id)
+        self._checkpoint("after_intent", signal.signal_id)
         if ticket.intent is Intent.OPEN:
             settled = self._reconcile(entry, signal, ticket)
             if settled is _PARKED:
@@ -433,7 +408,7 @@ class Engine:
         if sent is None:
             return  # parked: outcome unknown, or no broker connection
         if sent.status == "filled":
-            self._crash_hook("after_fill", signal.signal_id)
+            self._checkpoint("after_fill", signal.signal_id)
         self._record(entry, signal, ticket, sent, received)
 
     def _reconcile(self, entry: Entry, signal: Signal, ticket: Ticket) -> Fill | object | None:
@@ -484,17 +459,10 @@ class Engine:
             self._publish(TradeResult.from_json(ticket.recorded))
         self.signals.ack(entry.entry_id)
 
-    def _crash_hook(self, point: str, signal_id: str) -> None:
-        """TEST HOOK (see CRASH_ENV): die here, like a SIGKILL, for the chosen signals."""
-        if self._crash_at is None or self._crash_at[0] != point:
-            return
-        if signal_id.startswith(self._crash_at[1]):
-            os.write(2, f"{CRASH_ENV}: crashing {point} for {signal_id}\n".encode())
-            if point.startswith("thread_"):
-                raise EngineThreadCrash(f"{CRASH_ENV}: engine thread crash for {signal_id}")
-            if point == "poison":
-                raise RuntimeError(f"{CRASH_ENV}: cannot handle {signal_id}")
-            os._exit(137)
+    def _checkpoint(self, point: Checkpoint, signal_id: str) -> None:
+        """Marks the moments in handling ``signal_id`` where a crash is most dangerous (see
+        ``Checkpoint``). A no-op: the fault tests override it to crash the engine exactly
+        here, deterministically, and check that nothing is lost or executed twice."""
 
     def _in_flight(self) -> float:
         own = getattr(self.broker, "max_in_flight", None)

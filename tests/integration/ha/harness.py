@@ -1,10 +1,11 @@
 """The HA fault suite's harness: replica processes behind their own proxies, a steady publisher,
 and the Jepsen-style final read.
 
-Each replica is a real ``tradeguard coordinator`` process. It reaches Redis and PostgreSQL only
-through proxies of its own, so a test can cut one replica off one server while the others keep
-their paths. The test reads a replica's state the way an operator would: ``/coordinator/status``,
-``/coordinator/metrics`` (JSON) and ``/metrics``.
+Each replica is a real ``tradeguard coordinator`` process (one whose environment sets
+``TRADEGUARD_CRASH_AT`` runs through the test-only engine_crash_hook.py). It reaches Redis and
+PostgreSQL only through proxies of its own (tcp_proxy.py), so a test can cut one replica off one
+server while the others keep their paths. The test reads a replica's state the way an operator
+would: ``/coordinator/status``, ``/coordinator/metrics`` (JSON) and ``/metrics``.
 
 The final read (Jepsen's method): stop publishing, wait (bounded) until the cluster has caught
 up, then read the ledger's actions, the broker book's fills and attempts, the result stream and
@@ -30,7 +31,9 @@ from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from engine_crash_hook import CRASH_ENV
 from prometheus_client.parser import text_string_to_metric_families
+from tcp_proxy import TcpProxy
 
 from tradeguard.bus.connection import make_client
 from tradeguard.bus.keys import Keys
@@ -41,10 +44,11 @@ from tradeguard.engine.paper import BookFill, SQLiteBook, reference_price
 from tradeguard.fencing import position_after
 from tradeguard.ha.ledger import Ledger, open_ledger
 from tradeguard.process import ManagedProcess, free_port, wait_until
-from tradeguard.process.proxy import TcpProxy
 from tradeguard.process.services import RedisServer
 
 KEYS = Keys()
+# Runs `tradeguard` with the engine crash point TRADEGUARD_CRASH_AT names armed (test-only).
+CRASH_HOOK = Path(__file__).resolve().parents[1] / "engine_crash_hook.py"
 GROUP = "engine"  # the engine's consumer group on the signal stream (settings default)
 
 
@@ -162,9 +166,20 @@ class Replica:
             pg_port = urlsplit(ledger_url).port or 5432
             self.db_proxy = TcpProxy(pg_port, name=f"{replica_id}-db").start()
             url = via(ledger_url, self.db_proxy.port)
+        full_env = {
+            **os.environ,
+            "TRADEGUARD_RECLAIM_IDLE_SECONDS": "1",
+            **store_env,
+            **timing.env(),
+            **(env or {}),
+        }
+        # A crash point is test-only code: only a replica that asks for one runs through the
+        # launcher that arms it; every other one runs the entry point as deployed.
+        entry = (str(CRASH_HOOK),) if CRASH_ENV in full_env else ("-m", "tradeguard.cli")
         argv = [
             sys.executable,
-            *("-m", "tradeguard.cli", "coordinator"),
+            *entry,
+            "coordinator",
             *("--replica-id", replica_id),
             *("--ledger-url", url),
             *("--redis-url", f"redis://127.0.0.1:{self.redis_proxy.port}/0"),
@@ -180,13 +195,7 @@ class Replica:
             replica_id,
             argv,
             workdir / replica_id,
-            env={
-                **os.environ,
-                "TRADEGUARD_RECLAIM_IDLE_SECONDS": "1",
-                **store_env,
-                **timing.env(),
-                **(env or {}),
-            },
+            env=full_env,
             health=self._healthy,
         )
         self._http = httpx.Client(timeout=0.5)

@@ -7,9 +7,9 @@
 
 Either way the broker gets exactly one order for the signal. And when the successor only gets
 to the signal after its TTL, an order the broker already filled is still recorded, not
-dead-lettered as "expired" as if it had never run. The crash is deterministic: the
-engine's test hook (``TRADEGUARD_CRASH_AT``, see tradeguard.engine.loop) makes r1 exit with code
-137 at that point for the signal ``crash-1``. About mechanics, so the timing is lowered.
+dead-lettered as "expired" as if it had never run. The crash is deterministic: the tests' crash
+hook (``TRADEGUARD_CRASH_AT``, see tests/integration/engine_crash_hook.py) makes r1 exit with
+code 137 at that point for the signal ``crash-1``. About mechanics, so the timing is lowered.
 """
 
 from __future__ import annotations

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 
 import pytest
+from tcp_proxy import TcpProxy
 
 from tradeguard.ha.ledger import PostgresLedger
 from tradeguard.process import wait_until
-from tradeguard.process.proxy import TcpProxy
 from tradeguard.process.services import PostgresServer
 
 from .harness import FAST, Cluster, Publisher, Replica, jepsen_check, via

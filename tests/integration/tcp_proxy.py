@@ -22,6 +22,8 @@ One limit to keep in mind: the proxy's own kernel acknowledges the client's segm
 keepalive probes, so TCP keepalives and ``tcp_user_timeout`` on the client cannot detect a
 blackhole here (on a real network they would). Only application-level timeouts do.
 
+Test-only (DESIGN.md 5), so it lives under tests/ and the tests import it as ``tcp_proxy``.
+
 The proxy runs an asyncio loop in a background thread; every mode change is applied inside that
 loop and has taken effect (connections reset, forwarding stopped) when the call returns.
 """
