@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -90,24 +91,45 @@ def require_binary() -> RequireBinary:
     return require_binary_on_path
 
 
+MakeRedis = Callable[..., RedisServer]
+LOCKED_REDIS_PASSWORD = "right-horse-battery"
+
+
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+def make_redis(tmp_path: Path) -> Iterator[MakeRedis]:
+    """Start a throwaway redis-server on a free port (``name`` its directory under the test's
+    tmp_path; ``durable``: append-only file, fsync always; ``password``: required); every one
+    started is stopped at teardown, whatever the test did to it (killed, paused, restarted)."""
+    started: list[RedisServer] = []
+
+    def make(name: str = "redis", **options: Any) -> RedisServer:
+        server = RedisServer(tmp_path / name, **options)
+        started.append(server)
+        return server.start()
+
+    try:
+        yield make
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def redis_server(make_redis: MakeRedis) -> RedisServer:
     """A throwaway redis-server (no persistence) that the test may kill, pause or restart."""
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return make_redis()
 
 
 @pytest.fixture
-def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
+def durable_redis(make_redis: MakeRedis) -> RedisServer:
     """A redis-server with the append-only file on, so a restart keeps acknowledged writes."""
-    server = RedisServer(tmp_path / "redis-aof", durable=True).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return make_redis("redis-aof", durable=True)
+
+
+@pytest.fixture
+def locked_redis(make_redis: MakeRedis) -> RedisServer:
+    """A redis-server that requires LOCKED_REDIS_PASSWORD."""
+    return make_redis("redis-auth", password=LOCKED_REDIS_PASSWORD)
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tradeguard.bus.connection import make_client
@@ -22,17 +20,7 @@ from tradeguard.process import wait_until
 from tradeguard.process.ports import free_port
 from tradeguard.process.services import RedisServer
 
-PASSWORD = "right-horse-battery"
 CHANGED = "rotated-by-someone-else"
-
-
-@pytest.fixture
-def locked_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis-auth", password=PASSWORD).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def auth_errors(port: int) -> dict[str, float]:
@@ -71,6 +59,8 @@ def test_a_password_changed_under_a_running_replica_is_reported_and_recovered(
     with log_path.open("wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     admin = make_client(locked_redis.url)
+    password = locked_redis.password
+    assert password is not None
     try:
         wait_until(
             lambda: "leader with epoch 1" in log_path.read_text(), 30, "r1 to lead", interval=0.1
@@ -80,7 +70,7 @@ def test_a_password_changed_under_a_running_replica_is_reported_and_recovered(
         # Someone rotates the password and drops every connection: each client reconnects
         # with the old one.
         admin.config_set("requirepass", CHANGED)
-        admin = make_client(locked_redis.url.replace(PASSWORD, CHANGED))
+        admin = make_client(locked_redis.url.replace(password, CHANGED))
         admin.client_kill_filter(_type="normal", skipme=True)
 
         def refused_by_both() -> bool:
@@ -91,10 +81,10 @@ def test_a_password_changed_under_a_running_replica_is_reported_and_recovered(
         log_text = log_path.read_text()
         assert "refused the persister's credentials" in log_text, log_text
         assert "Redis refused our credentials" in log_text, log_text
-        assert CHANGED not in log_text and PASSWORD not in log_text
+        assert CHANGED not in log_text and password not in log_text
 
         # The password is put back: both carry on by themselves, and say so.
-        admin.config_set("requirepass", PASSWORD)
+        admin.config_set("requirepass", password)
         wait_until(
             lambda: (
                 "accepts the persister's credentials again" in log_path.read_text()

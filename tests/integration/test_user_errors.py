@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -35,7 +34,6 @@ from tradeguard.process.services import PostgresServer, RedisServer
 from tradeguard.stack.layout import StackLayout
 
 CLI = [sys.executable, "-m", "tradeguard.cli"]
-PASSWORD = "right-horse-battery"
 WRONG = "wrong-staple-9f2"
 
 
@@ -57,16 +55,6 @@ def error_lines(out: subprocess.CompletedProcess[str]) -> list[str]:
     """The ``error:`` lines on stderr, after checking there is no traceback anywhere."""
     assert "Traceback" not in out.stderr + out.stdout, out.stderr
     return [line for line in out.stderr.splitlines() if line.startswith("error:")]
-
-
-@pytest.fixture
-def locked_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server that requires PASSWORD."""
-    server = RedisServer(tmp_path / "redis-auth", password=PASSWORD).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # ---- 1. a wrong Redis password ----------------------------------------------------------------

@@ -74,13 +74,9 @@ def pg_ledger_url(postgres_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
-def ha_redis(tmp_path: Path) -> Iterator[RedisServer]:
+def ha_redis(make_redis: Callable[..., RedisServer]) -> RedisServer:
     """The shared Redis, durable (AOF, fsync always), so a restart keeps accepted signals."""
-    server = RedisServer(tmp_path / "redis", durable=True).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return make_redis("redis", durable=True)
 
 
 @pytest.fixture

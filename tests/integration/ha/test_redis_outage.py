@@ -23,6 +23,7 @@ def test_redis_down_is_db_only_and_an_empty_restart_is_a_counted_split_brain(
     ledger_url: str,
     tmp_path: Path,
     ha_redis: RedisServer,
+    make_redis: Callable[..., RedisServer],
     make_cluster: Callable[..., Cluster],
     make_publisher: Callable[..., Publisher],
 ) -> None:
@@ -63,28 +64,25 @@ def test_redis_down_is_db_only_and_an_empty_restart_is_a_counted_split_brain(
         assert r.metric("tradeguard_ha_fallback_mode") == 1
 
     # Back, on the same port, with nothing in it.
-    empty = RedisServer(tmp_path / "redis-empty", port=ha_redis.port, durable=True).start()
-    try:
-        wait_until(
-            lambda: (leader.metric("tradeguard_ha_split_brain_detected_total") or 0) >= 1,
-            3,
-            "the leader to count the vanished lease as split-brain",
-        )
-        wait_until(
-            lambda: all((st := r.status()) is not None and st["mode"] == "normal" for r in cluster),
-            3,
-            "every replica back in normal mode",
-        )
-        raw = cluster.redis_client.get("tg:leader")
-        assert raw is not None and raw.decode().startswith(f"{leader.id}|")
-        assert leader.leads() and cluster.epoch() == epoch
-        assert changes() == before
+    make_redis("redis-empty", port=ha_redis.port, durable=True)
+    wait_until(
+        lambda: (leader.metric("tradeguard_ha_split_brain_detected_total") or 0) >= 1,
+        3,
+        "the leader to count the vanished lease as split-brain",
+    )
+    wait_until(
+        lambda: all((st := r.status()) is not None and st["mode"] == "normal" for r in cluster),
+        3,
+        "every replica back in normal mode",
+    )
+    raw = cluster.redis_client.get("tg:leader")
+    assert raw is not None and raw.decode().startswith(f"{leader.id}|")
+    assert leader.leads() and cluster.epoch() == epoch
+    assert changes() == before
 
-        publisher.resume()
-        publisher.wait_executed(cluster, len(publisher.accepted) + 10, 20)
-        report = jepsen_check(cluster, publisher)
-        print(report.summary())
-        report.assert_clean()
-        assert cluster.epoch() == epoch
-    finally:
-        empty.stop()
+    publisher.resume()
+    publisher.wait_executed(cluster, len(publisher.accepted) + 10, 20)
+    report = jepsen_check(cluster, publisher)
+    print(report.summary())
+    report.assert_clean()
+    assert cluster.epoch() == epoch
