@@ -15,10 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from tradeguard.chaos.scenarios import Scenario
+from tradeguard.responder.client import ResponderClient
 from tradeguard.stack.stack import Stack
+from tradeguard.stack.status import STACK_RESPONDER_HINTS
+
+HISTORY_LIMIT = 500  # events of one alert per read: far more than a scenario raises
 
 
 @dataclass
@@ -38,21 +40,21 @@ class ScenarioResult:
 
 
 class ResponderView:
-    """Reads alert events from the responder's HTTP API."""
+    """The responder's stored alert events as an :class:`AlertView`: a thin adapter over the
+    stack's :class:`~tradeguard.responder.client.ResponderClient`, so a failed read raises
+    ResponderUnavailable worded as everywhere else (a TradeguardError the CLI prints in one
+    line), not a bare httpx error."""
 
-    def __init__(self, base_url: str, token: str) -> None:
-        self.client = httpx.Client(
-            base_url=base_url, timeout=3, headers={"Authorization": f"Bearer {token}"}
+    def __init__(self, base_url: str, token: str, token_file: Path | None = None) -> None:
+        self.client = ResponderClient(
+            base_url, token, token_file=token_file, timeout=3, hints=STACK_RESPONDER_HINTS
         )
 
     def events(self, alertname: str) -> list[dict[str, Any]]:
-        reply = self.client.get(
-            "/api/alerts/history", params={"alertname": alertname, "limit": 500}
-        )
-        reply.raise_for_status()
-        data = reply.json()
-        events: list[dict[str, Any]] = data["alerts"]
-        return events
+        return self.client.history(alertname=alertname, limit=HISTORY_LIMIT)
+
+    def close(self) -> None:
+        self.client.close()
 
 
 class BypassView:

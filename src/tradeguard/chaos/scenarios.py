@@ -23,7 +23,9 @@ from tradeguard.engine.control import reset_broker_knobs, set_broker_knobs, set_
 from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
 from tradeguard.errors import TradeguardError
 from tradeguard.net import LOOPBACK
+from tradeguard.responder.client import ResponderUnavailable
 from tradeguard.stack.stack import Stack
+from tradeguard.stack.status import read_responder_health
 
 LOW_DISK_BYTES = 512 * 1024 * 1024  # below DuckDBDiskSpaceLow's 1 GiB threshold
 
@@ -140,10 +142,11 @@ def _disk(low: bool) -> Callable[[Stack], None]:
 def alert_path_ok(stack: Stack) -> bool:
     """The responder hears Watchdog again (its dead man's switch reports the path ok)."""
     try:
-        health = httpx.get(f"{stack.layout.responder_url}/healthz", timeout=2).json()
-    except (httpx.HTTPError, ValueError):
+        health = read_responder_health(stack.layout)
+    except ResponderUnavailable:
         return False
-    return bool(health.get("alert_path", {}).get("state") == "ok")
+    path = health.get("alert_path")
+    return isinstance(path, dict) and path.get("state") == "ok"
 
 
 def _alertmanagers(stack: Stack) -> list[str]:

@@ -17,10 +17,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from tradeguard.errors import TradeguardError
+from tradeguard.responder.client import ResponderClient
 from tradeguard.stack.layout import StackLayout
 from tradeguard.stack.processes import same_process
 from tradeguard.stack.stack import Stack
-from tradeguard.stack.status import StackStatus, read_stack_status
+from tradeguard.stack.status import StackStatus, read_stack_status, responder_client
 
 
 class StackError(TradeguardError):
@@ -318,11 +319,25 @@ def check(console: Console, prometheus_url: str) -> int:
 
 
 def alerts_test(console: Console, layout: StackLayout, timeout: float) -> int:
-    """Post a uniquely named test alert to Alertmanager; wait for firing, then resolved."""
-    from datetime import UTC, datetime, timedelta
+    """Post a uniquely named test alert to Alertmanager; wait for firing, then resolved.
 
-    from tradeguard.chaos.runner import ResponderView
+    The responder is asked first, with the stack's token: when it is down or refuses the
+    token, ResponderUnavailable says why in one line and no test alert is posted, so none is
+    left firing for a responder that cannot take it. The same error, worded the same, ends the
+    test if the responder goes away (or its token changes) while it runs.
+    """
     from tradeguard.stack.render import ensure_token
+
+    with responder_client(layout, ensure_token(layout), min(timeout, 5.0)) as responder:
+        responder.history(limit=1)
+        return _alerts_test(console, layout, timeout, responder)
+
+
+def _alerts_test(
+    console: Console, layout: StackLayout, timeout: float, responder: ResponderClient
+) -> int:
+    """The round trip itself, once ``responder`` has answered an authenticated read."""
+    from datetime import UTC, datetime, timedelta
 
     marker = f"test-{int(time.time())}-{os.getpid()}"
     labels = {
@@ -336,7 +351,6 @@ def alerts_test(console: Console, layout: StackLayout, timeout: float) -> int:
         "summary": "Test alert from tradeguard alerts test.",
         "description": f"End-to-end check {marker}.",
     }
-    view = ResponderView(layout.responder_url, ensure_token(layout))
 
     def post(ends: datetime | None) -> None:
         """To every peer, as Prometheus does (peers gossip silences and what they notified, not
@@ -359,7 +373,7 @@ def alerts_test(console: Console, layout: StackLayout, timeout: float) -> int:
     def wait_for(status: str, since: float) -> float | None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            events = view.events("TradeguardTestAlert")
+            events = responder.history(alertname="TradeguardTestAlert", limit=500)
             if any(e["status"] == status and e.get("instance") == marker for e in events):
                 return time.monotonic() - since
             time.sleep(0.2)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tradeguard.responder.client import Hints, ResponderClient, ResponderUnavailable
 from tradeguard.stack.layout import StackLayout
 from tradeguard.stack.processes import same_process
 
@@ -113,12 +114,36 @@ def read_bypassed(path: Path, limit: int = 5) -> list[dict[str, Any]]:
     return records
 
 
-def read_responder_health(url: str) -> dict[str, Any]:
-    """The responder's /healthz body; it needs no token. A 503 still carries its reason."""
-    body = httpx.get(f"{url}/healthz", timeout=2).json()
-    if not isinstance(body, dict):
-        raise ValueError(f"/healthz answered {body!r}, not an object")
-    return body
+# How the stack's responder is fixed: its token is generated into the run directory when the
+# stack starts, so a refused token means the file changed under a running responder.
+STACK_RESPONDER_HINTS = Hints(
+    token_label="the stack's token",
+    refused="restart the stack (`tradeguard down`, then `tradeguard up`)",
+    unreachable="is it running? (`tradeguard status`)",
+)
+
+
+def responder_client(
+    layout: StackLayout,
+    token: str | None = None,
+    timeout: float = 3.0,
+    hints: Hints = STACK_RESPONDER_HINTS,
+) -> ResponderClient:
+    """A client for the stack's responder, whose failures name the stack's token file and
+    say how to fix the stack. ``token`` (``render.ensure_token(layout)``) is needed for every
+    read but ``/healthz``."""
+    return ResponderClient(
+        layout.responder_url, token, token_file=layout.token_file, timeout=timeout, hints=hints
+    )
+
+
+def read_responder_health(layout: StackLayout) -> dict[str, Any]:
+    """The responder's /healthz body (it needs no token); a 503 still carries its reason.
+    ResponderUnavailable when it cannot be read (its hint does not send the reader of
+    ``tradeguard status`` back to ``tradeguard status``)."""
+    hints = replace(STACK_RESPONDER_HINTS, unreachable="is its process running?")
+    with responder_client(layout, timeout=2, hints=hints) as client:
+        return client.healthz()
 
 
 def read_stack_status(layout: StackLayout, bypassed: int = 5) -> StackStatus:
@@ -132,8 +157,8 @@ def read_stack_status(layout: StackLayout, bypassed: int = 5) -> StackStatus:
     except OSError as exc:
         status.bypass_error = f"cannot read {layout.bypass_sink_file}: {exc}"
     try:
-        status.responder = read_responder_health(layout.responder_url)
-    except (httpx.HTTPError, ValueError) as exc:
+        status.responder = read_responder_health(layout)
+    except ResponderUnavailable as exc:
         status.responder_error = f"responder /healthz: {exc}"
     try:
         targets = httpx.get(f"{layout.prometheus_url}/api/v1/targets", timeout=2).json()
