@@ -19,11 +19,11 @@ from tradeguard.chaos import DEFAULT_TOUR
 from tradeguard.config import Settings, load_settings
 from tradeguard.errors import TradeguardError
 from tradeguard.net import LOOPBACK
-from tradeguard.responder.cli import ResponderUnavailable, alerts_app, responder_command
+from tradeguard.responder.cli import alerts_app, responder_command
+from tradeguard.responder.client import ResponderUnavailable
 from tradeguard.stack import DEFAULT_RUN_DIR
 
 if TYPE_CHECKING:
-    import httpx
     from redis import Redis
 
     from tradeguard.bus.keys import Keys
@@ -54,9 +54,50 @@ app.add_typer(state_app, name="state")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(alerts_app, name="alerts")
 app.command("responder")(responder_command)
+DEFAULT_LEDGER_URL = "sqlite:///run/ledger.sqlite"
 LedgerOpt = Annotated[
-    str, typer.Option(help="Ledger: sqlite:///path (replicas on one host) or postgresql://...")
+    str,
+    typer.Option(
+        envvar="TRADEGUARD_LEDGER_URL",
+        help="Ledger: sqlite:///path (replicas on one host) or postgresql://... Leave a "
+        "PostgreSQL password out (a command line is public): libpq reads PGPASSWORD or "
+        "~/.pgpass (PGPASSFILE), or give the whole URL by --ledger-url-file.",
+    ),
 ]
+LedgerFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="TRADEGUARD_LEDGER_URL_FILE",
+        help="File holding the ledger URL (a Docker secret, a 0600 file), instead of --ledger-url.",
+    ),
+]
+
+
+def _ledger_url(ctx: typer.Context | None, url: str, url_file: Path | None) -> str:
+    """The ledger URL from ``--ledger-url`` or ``--ledger-url-file`` (or TRADEGUARD_LEDGER_URL
+    and TRADEGUARD_LEDGER_URL_FILE): one of the two, and the command line wins over the
+    environment (tradeguard.settings_files); ConfigError if one source gives both."""
+    from tradeguard.settings_files import resolve_one
+
+    rank = {"COMMANDLINE": 2, "ENVIRONMENT": 1}
+
+    def given(name: str, value: object, default: object) -> int:
+        source = ctx.get_parameter_source(name) if ctx is not None else None
+        if source is None:  # called outside the command line: given unless the default
+            return 0 if value == default else 2
+        return rank.get(source.name, 0)
+
+    url_rank = given("ledger_url", url, DEFAULT_LEDGER_URL)
+    file_rank = given("ledger_url_file", url_file, None)
+    if file_rank == 0 or url_rank > file_rank:
+        return url
+    found = resolve_one(
+        url if url_rank == file_rank else None, url_file, "--ledger-url", "--ledger-url-file"
+    )
+    assert found is not None  # url_file is given
+    return found
+
+
 console = Console()
 err = Console(stderr=True)
 
@@ -452,69 +493,22 @@ def alerts_test(
     then resolve it and wait for the resolved notice (seed 003's end-to-end check).
 
     The responder is asked first, with the stack's token: when it is down or refuses the
-    token, no test alert is posted and the reason is one line (exit 1).
+    token, no test alert is posted and the reason is one line (exit 1); so is it when the
+    responder goes away, or its token changes, mid-test.
     """
-    import httpx
-
     from tradeguard.stack.commands import alerts_test as run_alerts_test
     from tradeguard.stack.commands import running_layout
-    from tradeguard.stack.render import ensure_token
 
     layout = running_layout(run_dir)
     if layout is None:
         raise _fail(f"no running stack in {run_dir}; start one with `tradeguard up`")
-    url, token_file = layout.responder_url, layout.token_file
     try:
-        _check_responder(url, ensure_token(layout), token_file, min(timeout, 5.0))
         code = run_alerts_test(console, layout, timeout)
     except ResponderUnavailable as exc:
         raise _fail(str(exc), code=1) from None
     except TradeguardError as exc:
         raise _fail(str(exc)) from None
-    except httpx.HTTPError as exc:  # the responder went away, or changed its token, mid-test
-        raise _fail(_responder_problem(url, exc, token_file), code=1) from None
     raise typer.Exit(code)
-
-
-def _check_responder(url: str, token: str, token_file: Path, timeout: float) -> None:
-    """ResponderUnavailable unless the responder answers an authenticated read: checked
-    before a test alert is posted, so none is left firing for a responder that cannot take
-    it."""
-    import httpx
-
-    try:
-        reply = httpx.get(
-            f"{url}/api/alerts/history",
-            params={"limit": 1},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-        )
-        reply.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise ResponderUnavailable(_responder_problem(url, exc, token_file)) from None
-
-
-def _responder_problem(url: str, exc: httpx.HTTPError, token_file: Path) -> str:
-    """One line saying why the responder at ``url`` could not be used."""
-    import httpx
-
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        if status in (401, 403):
-            return (
-                f"the responder at {url} refused the stack's token ({status}): the token in "
-                f"{token_file} is not the one it was started with; restart the stack "
-                "(`tradeguard down`, then `tradeguard up`)"
-            )
-        return f"the responder at {url} answered {status}: {exc.response.text[:200].strip()}"
-    if isinstance(exc, httpx.TimeoutException):
-        return f"the responder at {url} did not answer in time ({type(exc).__name__})"
-    if isinstance(exc, httpx.ConnectError):
-        return (
-            f"the responder at {url} is unreachable ({str(exc) or 'connection refused'}); "
-            "is it running? (`tradeguard status`)"
-        )
-    return f"request to the responder at {url} failed: {type(exc).__name__}: {exc}"
 
 
 @chaos_app.command("list")
@@ -549,8 +543,10 @@ def chaos_run(
 
 @app.command()
 def coordinator(
+    ctx: typer.Context,
     replica_id: Annotated[str, typer.Option(help="Unique id of this replica.")],
-    ledger_url: LedgerOpt = "sqlite:///run/ledger.sqlite",
+    ledger_url: LedgerOpt = DEFAULT_LEDGER_URL,
+    ledger_url_file: LedgerFileOpt = None,
     config: ConfigOpt = None,
     redis_url: RedisOpt = None,
     metrics_port: Annotated[int | None, typer.Option(help="Port of /metrics (0: any).")] = None,
@@ -574,6 +570,7 @@ def coordinator(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
+        ledger_url = _ledger_url(ctx, ledger_url, ledger_url_file)
         settings = _settings(config, redis_url)
         ha = HAConfig(
             replica_id, ttl=ttl, renew_interval=renew_interval, renew_deadline=renew_deadline
@@ -607,7 +604,9 @@ def coordinator(
 
 @ha_app.command("status")
 def ha_status(
-    ledger_url: LedgerOpt = "sqlite:///run/ledger.sqlite",
+    ctx: typer.Context,
+    ledger_url: LedgerOpt = DEFAULT_LEDGER_URL,
+    ledger_url_file: LedgerFileOpt = None,
     config: ConfigOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -621,6 +620,7 @@ def ha_status(
     from tradeguard.ha.status import read_status
 
     try:
+        ledger_url = _ledger_url(ctx, ledger_url, ledger_url_file)
         settings = _settings(config, redis_url)
         ledger = open_ledger(ledger_url)
         client = make_client(settings.layer_url(Layer.INSTANCE_STATE), socket_timeout=0.5)

@@ -4,6 +4,12 @@ Values come, in order of precedence, from keyword arguments, ``TRADEGUARD_*`` en
 variables, an optional TOML file (``TRADEGUARD_CONFIG`` or ``--config``) and the defaults below.
 Each Redis layer (RTS, RIS, RTSS, RTRS) may live on its own server: its URL falls back to the
 shared ``redis_url`` so a one-machine set-up needs a single setting.
+
+Every setting that may hold a password (the Redis URLs, ``redis_password``) may instead be read
+from a file, ``<name>_file`` (``TRADEGUARD_REDIS_URL_FILE``, ...; see
+:mod:`tradeguard.settings_files`), so that no password needs a command line or the environment.
+``redis_password`` serves every Redis whose URL carries no password of its own: one secret for
+a deployment whose layers live on several servers.
 """
 
 from __future__ import annotations
@@ -12,13 +18,16 @@ import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tradeguard.errors import ConfigError
 from tradeguard.net import LOOPBACK
+from tradeguard.redact import redact_url
+from tradeguard.settings_files import Source, environment, resolve_sources, without_pairs
 
 # Every Redis key tradeguard writes starts with this (bus/keys.py builds the names).
 DEFAULT_KEY_PREFIX = "tg:"
@@ -37,8 +46,24 @@ def _check_redis_url(value: str | None) -> str | None:
     if value is None:
         return None
     if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
+        raise ValueError(
+            f"must start with redis://, rediss:// or unix://, got {redact_url(value)!r}"
+        )
     return value
+
+
+def with_password(url: str, password: str | None) -> str:
+    """``url`` with ``password`` in it, unless it has one of its own (or no password is given)."""
+    if not password:
+        return url
+    parts = urlsplit(url)
+    if parts.password is not None or any(
+        k == "password" for k, _ in parse_qsl(parts.query, keep_blank_values=True)
+    ):
+        return url
+    user, at, host = parts.netloc.rpartition("@")
+    netloc = f"{user if at else ''}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 MEMORY_BUDGET_BYTES = 1 << 30  # 1 GiB: a tradeguard process's default memory budget
@@ -58,13 +83,32 @@ class InstanceSpec(BaseModel):
 class Settings(BaseSettings):
     """Every knob of tradeguard, validated once at start-up."""
 
-    model_config = SettingsConfigDict(env_prefix="TRADEGUARD_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="TRADEGUARD_", extra="forbid", hide_input_in_errors=True
+    )
+    # Settings that may hold a password, each with a ``<name>_file`` companion.
+    file_backed: ClassVar[tuple[str, ...]] = (
+        "redis_url",
+        "trade_state_redis_url",
+        "instance_state_redis_url",
+        "signal_stream_redis_url",
+        "result_stream_redis_url",
+        "redis_password",
+    )
 
     redis_url: str = f"redis://{LOOPBACK}:6379/0"
+    redis_url_file: Path | None = None
     trade_state_redis_url: str | None = None
+    trade_state_redis_url_file: Path | None = None
     instance_state_redis_url: str | None = None
+    instance_state_redis_url_file: Path | None = None
     signal_stream_redis_url: str | None = None
+    signal_stream_redis_url_file: Path | None = None
     result_stream_redis_url: str | None = None
+    result_stream_redis_url_file: Path | None = None
+    # The password of every Redis whose URL gives none (a URL's own password wins).
+    redis_password: SecretStr | None = Field(default=None, min_length=1)
+    redis_password_file: Path | None = None
     key_prefix: str = Field(default=DEFAULT_KEY_PREFIX, min_length=1, max_length=32)
 
     signal_ttl_seconds: float = Field(default=30.0, gt=0)
@@ -110,16 +154,19 @@ class Settings(BaseSettings):
     )(_check_redis_url)
 
     def layer_url(self, layer: Layer) -> str:
-        """The Redis URL serving ``layer``: its own setting, else the shared default."""
+        """The Redis URL serving ``layer``: its own setting, else the shared default; with
+        ``redis_password`` in it when it gives no password of its own."""
         own: str | None = getattr(self, f"{layer.value}_redis_url")
-        return own or self.redis_url
+        password = self.redis_password.get_secret_value() if self.redis_password else None
+        return with_password(own or self.redis_url, password)
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Build the settings, turning every validation problem into one readable ConfigError.
 
     The TOML file is optional; its keys are the field names above (without the prefix). The
-    environment wins over the file, and explicit ``overrides`` win over both.
+    environment wins over the file, and explicit ``overrides`` win over both; a file-backed
+    setting and its ``_file`` companion count as one (see :mod:`tradeguard.settings_files`).
     """
     path = config_file or os.environ.get("TRADEGUARD_CONFIG")
     file_values: dict[str, Any] = {}
@@ -134,8 +181,13 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     env_keys = {
         name for name in Settings.model_fields if f"TRADEGUARD_{name.upper()}" in os.environ
     }
-    merged = {k: v for k, v in file_values.items() if k not in env_keys}
-    merged.update(overrides)
+    names = Settings.file_backed
+    merged = {k: v for k, v in without_pairs(file_values, names).items() if k not in env_keys}
+    merged |= without_pairs(overrides, names)
+    merged |= resolve_sources(
+        names,
+        [Source(overrides), environment("TRADEGUARD_", names), Source(file_values)],
+    )
     try:
         return Settings(**merged)
     except ValidationError as exc:

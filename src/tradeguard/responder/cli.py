@@ -7,7 +7,8 @@ runs the ``alerts`` commands on their own.
 
 The query commands talk to a running responder over its HTTP API rather than opening the
 history store, so they work against a PostgreSQL-backed or remote responder alike and need only
-the token. Every failure is one red line and a non-zero exit, never a traceback.
+the token; they read it through :class:`~tradeguard.responder.client.ResponderClient`, whose
+failures are one line each. Every failure is one red line and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import signal
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -28,6 +28,7 @@ from rich.text import Text
 
 from tradeguard.errors import TradeguardError
 from tradeguard.net import LOOPBACK
+from tradeguard.responder.client import ResponderClient, ResponderUnavailable
 
 DEFAULT_URL = f"http://{LOOPBACK}:9466"
 
@@ -73,10 +74,6 @@ TokenOpt = Annotated[
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the responder.")]
 
 
-class ResponderUnavailable(TradeguardError):
-    """The responder did not answer, or answered with an error; the message says which."""
-
-
 def _fail(message: str, code: int = 1) -> typer.Exit:
     """One ``error:`` line, never wrapped (a script greps it; a terminal folds it anyway)."""
     err.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
@@ -94,49 +91,11 @@ def _token(token: str | None, token_file: Path | None) -> str | None:
     return token.strip() if token else None
 
 
-def fetch(
-    url: str,
-    path: str,
-    token: str | None,
-    params: dict[str, Any] | None,
-    timeout: float,
-    post: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """GET ``url + path`` (POST ``post`` as JSON when given) and return the JSON answer;
-    ResponderUnavailable with a readable reason otherwise."""
-    base = url.rstrip("/")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        if post is None:
-            response = httpx.get(base + path, params=params, headers=headers, timeout=timeout)
-        else:
-            response = httpx.post(base + path, json=post, headers=headers, timeout=timeout)
-    except httpx.ConnectError:
-        raise ResponderUnavailable(
-            f"the responder at {base} is unreachable (connection refused or no route); "
-            "is `tradeguard responder` running, and is --url right?"
-        ) from None
-    except httpx.TimeoutException:
-        raise ResponderUnavailable(
-            f"the responder at {base} did not answer within {timeout:g}s"
-        ) from None
-    except httpx.HTTPError as exc:
-        raise ResponderUnavailable(f"request to {base} failed: {exc}") from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code == 401:
-        raise ResponderUnavailable(
-            f"the responder at {base} refused the credentials (401); give --token-file or set "
-            "TRADEGUARD_RESPONDER_TOKEN"
-        )
-    if response.status_code != 200 or not isinstance(body, dict):
-        detail = body.get("error") if isinstance(body, dict) else response.text[:200]
-        raise ResponderUnavailable(
-            f"the responder at {base} answered {response.status_code}: {detail}"
-        )
-    return body
+def _client(
+    url: str, token: str | None, token_file: Path | None, timeout: float
+) -> ResponderClient:
+    """The client for one command; ResponderUnavailable if the token file cannot be read."""
+    return ResponderClient(url, _token(token, token_file), token_file=token_file, timeout=timeout)
 
 
 def _when(value: str | None) -> str:
@@ -157,10 +116,10 @@ def firing_command(
 ) -> None:
     """List the alerts firing now, newest first."""
     try:
-        body = fetch(url, "/api/alerts/firing", _token(token, token_file), None, timeout)
+        with _client(url, token, token_file, timeout) as client:
+            alerts = client.firing()
     except ResponderUnavailable as exc:
         raise _fail(str(exc)) from None
-    alerts: list[dict[str, Any]] = body.get("alerts", [])
     if not alerts:
         _out().print("no alerts firing")
         return
@@ -194,14 +153,11 @@ def history_command(
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """List the last stored alert events (firing and resolved), newest first."""
-    params: dict[str, Any] = {"limit": limit}
-    if alertname:
-        params["alertname"] = alertname
     try:
-        body = fetch(url, "/api/alerts/history", _token(token, token_file), params, timeout)
+        with _client(url, token, token_file, timeout) as client:
+            events = client.history(alertname=alertname, limit=limit)
     except ResponderUnavailable as exc:
         raise _fail(str(exc)) from None
-    events: list[dict[str, Any]] = body.get("alerts", [])
     if not events:
         _out().print("no alert events stored" + (f" for {alertname}" if alertname else ""))
         return
@@ -261,17 +217,15 @@ def notifications_command(
     for name in state or []:
         if name not in NOTIFICATION_STATES:
             raise _fail(f"--state must be one of {', '.join(NOTIFICATION_STATES)}, got {name!r}")
-    params: dict[str, Any] = {"limit": limit}
-    if state:
-        params["state"] = state
     try:
-        body = fetch(url, "/api/notifications", _token(token, token_file), params, timeout)
+        with _client(url, token, token_file, timeout) as client:
+            page = client.notifications(limit=limit, states=state or ())
     except ResponderUnavailable as exc:
         raise _fail(str(exc)) from None
-    rows: list[dict[str, Any]] = body.get("notifications", [])
+    rows = page.rows
     if failures:
         rows = [r for r in rows if r.get("last_error") or r.get("state") == "dead"]
-    totals = body.get("totals", {})
+    totals = page.totals
     summary = ", ".join(f"{totals.get(k, 0)} {k}" for k in ("pending", "held", "dead"))
     if not rows:
         _out().print(f"no notification deliveries to show (outbox: {summary})")
@@ -318,11 +272,9 @@ def ack_command(
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Acknowledge an alert's newest occurrence (the first acknowledgement counts for MTTA)."""
-    request = {"fingerprint": fingerprint, "by": by, "false_positive": false_positive}
-    if note:
-        request["note"] = note
     try:
-        ack = fetch(url, "/api/alerts/ack", _token(token, token_file), None, timeout, request)
+        with _client(url, token, token_file, timeout) as client:
+            ack = client.acknowledge(fingerprint, by, false_positive=false_positive, note=note)
     except ResponderUnavailable as exc:
         raise _fail(str(exc)) from None
     verdict = " as a false positive" if ack.get("false_positive") else ""
@@ -350,7 +302,8 @@ def report_command(
 ) -> None:
     """How well the alerting works: alert rate, MTTA, MTTR, false positives, top alerts."""
     try:
-        r = fetch(url, "/api/report", _token(token, token_file), {"days": days}, timeout)
+        with _client(url, token, token_file, timeout) as client:
+            r = client.report(days=days)
     except ResponderUnavailable as exc:
         raise _fail(str(exc)) from None
     share = r.get("false_positive_share")
@@ -372,7 +325,15 @@ def responder_command(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (0: any free one).")] = None,
     history_url: Annotated[
-        str | None, typer.Option(help="sqlite:///<path> (default) or postgresql://...")
+        str | None,
+        typer.Option(
+            help="sqlite:///<path> (default) or postgresql://... (a password: leave it to "
+            "~/.pgpass, or give the URL by --history-url-file)"
+        ),
+    ] = None,
+    history_url_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the history URL (a Docker secret, a 0600 file)."),
     ] = None,
     jsonl_path: Annotated[
         Path | None, typer.Option(help="Also append each notification to this JSONL file.")
@@ -422,6 +383,7 @@ def responder_command(
             host=host,
             port=port,
             history_url=history_url,
+            history_url_file=history_url_file,
             jsonl_path=jsonl_path,
             apprise_urls_file=apprise_urls_file,
             pagerduty_routing_key_file=pagerduty_routing_key_file,

@@ -2,13 +2,16 @@
 
 Separate from :class:`tradeguard.config.Settings` because the responder is its own process with
 its own secrets, and because nothing else needs them. Paths to secrets are settings; the token
-itself may come from ``TRADEGUARD_RESPONDER_TOKEN`` for containers that inject it that way.
+itself may come from ``TRADEGUARD_RESPONDER_TOKEN`` for containers that inject it that way. The
+history URL may hold a password: it may come from a file instead
+(``TRADEGUARD_RESPONDER_HISTORY_URL_FILE``, see :mod:`tradeguard.settings_files`), or leave the
+password to libpq (``PGPASSWORD``, ``PGPASSFILE`` or ``~/.pgpass``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +24,7 @@ from tradeguard.responder.history import check_history_url
 from tradeguard.responder.pagerduty import EVENTS_URL as PAGERDUTY_EVENTS_URL
 from tradeguard.responder.throttle import DEFAULT_LIMITS, WINDOW_SECONDS
 from tradeguard.responder.watchdog import DEFAULT_TIMEOUT_SECONDS
+from tradeguard.settings_files import Source, environment, resolve_sources, without_pairs
 
 DEFAULT_DEADLINE_SECONDS = 24 * 3600.0
 # A quarter of history: the 90-day report's window, and enough to compare one month with the
@@ -34,7 +38,10 @@ DEFAULT_MAX_BODY = 1024 * 1024
 class ResponderSettings(BaseSettings):
     """Every knob of the responder, validated once at start-up."""
 
-    model_config = SettingsConfigDict(env_prefix="TRADEGUARD_RESPONDER_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="TRADEGUARD_RESPONDER_", extra="forbid", hide_input_in_errors=True
+    )
+    file_backed: ClassVar[tuple[str, ...]] = ("history_url",)
 
     host: str = LOOPBACK
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)  # 0: any free port
@@ -44,6 +51,7 @@ class ResponderSettings(BaseSettings):
     basic_password_file: Path | None = None
     insecure: bool = False
     history_url: str = "sqlite:///run/responder/history.sqlite3"
+    history_url_file: Path | None = None  # a file holding history_url (it may hold a password)
     jsonl_path: Path | None = None
     apprise_urls_file: Path | None = None  # one apprise URL a line (they hold tokens: a file)
     pagerduty_routing_key_file: Path | None = None  # pages criticals via the Events API v2
@@ -91,6 +99,9 @@ def load_responder_settings(**overrides: Any) -> ResponderSettings:
     Explicit overrides win over the environment.
     """
     values = {k: v for k, v in overrides.items() if v is not None}
+    names = ResponderSettings.file_backed
+    sources = [Source(values), environment("TRADEGUARD_RESPONDER_", names)]
+    values = without_pairs(values, names) | resolve_sources(names, sources)
     try:
         return ResponderSettings(**values)
     except ValidationError as exc:
