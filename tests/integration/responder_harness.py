@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 import sqlite3
+import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,38 @@ STARTS_AT = "2024-05-01T10:00:00.123456789Z"
 
 
 # ---- payloads -------------------------------------------------------------------------------
+RESPONDER_COMMAND = (sys.executable, "-m", "tradeguard.cli", "responder")
+
+
+def responder_argv(
+    port: int,
+    tmp_path: Path,
+    *options: str,
+    command: Sequence[str] = RESPONDER_COMMAND,
+    history: Sequence[str] | None = None,
+) -> list[str]:
+    """The command line of a responder in its own process: on ``port``, TOKEN in a file under
+    ``tmp_path``, its history there (unless ``history`` gives other options), no console
+    output, no dead man's switch; ``options`` added; ``command`` to run it through a launcher.
+    """
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    if history is None:
+        history = ["--history-url", f"sqlite:///{tmp_path / 'history.sqlite3'}"]
+    return [
+        *command,
+        "--port",
+        str(port),
+        "--token-file",
+        str(token_file),
+        *history,
+        "--no-console",
+        "--watchdog-timeout",
+        "0",
+        *options,
+    ]
+
+
 def alert(status: str = "firing", **overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "status": status,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from responder_harness import responder_argv
 
 from tradeguard.ha.ledger import open_ledger
 from tradeguard.net import LOOPBACK
@@ -229,22 +230,8 @@ def test_the_responder_takes_its_history_url_from_a_file_on_the_command_line(
     database = locked_postgres.create_database("history_url_cli")
     url_file = tmp_path / "history-url"
     url_file.write_text(locked_postgres.url(database, PG_PASSWORD) + "\n")
-    token_file = tmp_path / "token"
-    token_file.write_text("t0ken-for-the-test\n")
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "tradeguard.cli",
-        "responder",
-        "--port",
-        str(port),
-        "--token-file",
-        str(token_file),
-        "--history-url-file",
-        str(url_file),
-        "--no-console",
-    ]
+    argv = responder_argv(port, tmp_path, history=["--history-url-file", str(url_file)])
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEGUARD_", "PG"))}
     log = tmp_path / "responder.log"
     with log.open("wb") as out:

@@ -7,12 +7,11 @@ are pinned here whole: a reworded reason is a user-visible change.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from responder_harness import FINGERPRINT, TOKEN, StartResponder, body, payload
+from responder_harness import FINGERPRINT, TOKEN, StartResponder, body, payload, responder_argv
 
 from tradeguard.net import LOOPBACK, http_ok
 from tradeguard.process import ManagedProcess, free_port
@@ -118,23 +117,7 @@ def responder_process(tmp_path: Path) -> Iterator[tuple[ManagedProcess, str]]:
     """A responder in its own process, so it can be frozen (SIGSTOP) like a hung one."""
     port = free_port()
     url = f"http://{LOOPBACK}:{port}"
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN)
-    argv = [
-        sys.executable,
-        "-m",
-        "tradeguard.cli",
-        "responder",
-        "--port",
-        str(port),
-        "--token-file",
-        str(token_file),
-        "--history-url",
-        f"sqlite:///{tmp_path / 'history.sqlite3'}",
-        "--no-console",
-        "--watchdog-timeout",
-        "0",
-    ]
+    argv = responder_argv(port, tmp_path)
     proc = ManagedProcess(
         "responder", argv, tmp_path, health=lambda: http_ok(f"{url}/healthz"), start_timeout=30
     )

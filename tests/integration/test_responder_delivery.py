@@ -18,7 +18,16 @@ from typing import Any
 import httpx
 import pytest
 from http_sink import Sink
-from responder_harness import TOKEN, Responder, StartResponder, alert, body, payload
+from responder_harness import (
+    RESPONDER_COMMAND,
+    TOKEN,
+    Responder,
+    StartResponder,
+    alert,
+    body,
+    payload,
+    responder_argv,
+)
 
 from tradeguard.process import wait_until
 from tradeguard.process.ports import free_port
@@ -189,22 +198,8 @@ def test_the_switch_can_be_turned_off(start_responder: StartResponder) -> None:
 
 # ---- killed between storing and sending ------------------------------------------------------
 def run_responder(script: list[str], port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN)
-    argv = [
-        *script,
-        "--port",
-        str(port),
-        "--token-file",
-        str(token_file),
-        "--history-url",
-        f"sqlite:///{tmp_path / 'history.sqlite3'}",
-        "--jsonl-path",
-        str(tmp_path / "notifications.jsonl"),
-        "--no-console",
-        "--watchdog-timeout",
-        "0",
-    ]
+    jsonl = str(tmp_path / "notifications.jsonl")
+    argv = responder_argv(port, tmp_path, "--jsonl-path", jsonl, command=script)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEGUARD_RESPONDER_")}
     log = (tmp_path / "responder.log").open("ab")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -254,7 +249,7 @@ def test_killed_between_storing_and_sending_it_sends_after_restart_once(
     jsonl = tmp_path / "notifications.jsonl"
     assert not jsonl.exists(), "nothing was sent before the crash"
 
-    restarted = run_responder([sys.executable, "-m", "tradeguard.cli", "responder"], port, tmp_path)
+    restarted = run_responder(list(RESPONDER_COMMAND), port, tmp_path)
     processes.append(restarted)
     wait_until(jsonl.exists, 15, "the stored notification to be delivered after the restart")
     wait_until(

@@ -23,11 +23,11 @@ import tradeguard
 PACKAGE = Path(tradeguard.__file__).parent
 
 # Lower tiers first. A part may import any part of a lower tier; parts of the same tier only
-# as SIDEWAYS allows. Besides the parts DESIGN.md names: the foundation every part may use
-# (the error types; the loopback address, redaction, secret and value files), process control (below the
-# stack, the chaos runner and the instance supervisor), the fencing interface the engine takes
-# and the coordinator provides, the rule checker beside the stack it checks, and below the CLI
-# the composition modules (a replica built from the engine and the coordinator, the demo).
+# as SIDEWAYS allows. Besides the parts DESIGN.md names: the foundation every part may use (the
+# error types; the loopback address, redaction, secret and value files), process control (below
+# the stack, the chaos runner and the instance supervisor), the fencing interface the engine
+# takes and the coordinator provides, the rule checker beside the stack it checks, and below the
+# CLI the composition modules (a replica built from the engine and the coordinator, the demo).
 TIERS: tuple[frozenset[str], ...] = (
     frozenset({"tradeguard", "errors"}),
     frozenset({"net", "redact", "secret_files", "settings_files"}),
