@@ -33,7 +33,7 @@ TIERS: tuple[frozenset[str], ...] = (
     frozenset({"net", "redact", "secret_files", "settings_files"}),
     frozenset({"metrics", "config", "fencing", "process"}),
     frozenset({"ha", "bus", "store"}),
-    frozenset({"stack", "responder", "engine", "instances", "rulecheck"}),
+    frozenset({"stack", "responder", "engine", "instances", "rulecheck", "remediation"}),
     frozenset({"chaos", "replica", "demo"}),
     frozenset({"cli"}),
 )
@@ -45,6 +45,7 @@ SIDEWAYS = {
     ("store", "bus"): "the store keeps the bus's records (results, trade state) in DuckDB",
     ("engine", "instances"): "the engine service runs the supervisor of the instances it uses",
     ("stack", "responder"): "the stack reads its responder through the one responder client",
+    ("responder", "remediation"): "the responder decides remediation on the alerts it stores",
 }
 NEVER = {
     ("bus", "ha"): "the bus knows nothing of HA",

@@ -56,6 +56,15 @@ class Keys:
         return f"{self.prefix}control:state"
 
     @property
+    def commands(self) -> str:
+        """RTSS: remediation commands from the responder to the engines (bus/commands.py)."""
+        return f"{self.prefix}commands"
+
+    def command_answers(self, command_id: str) -> str:
+        """RTSS: the engines' answers to one command, a list that expires after a day."""
+        return f"{self.prefix}command:{command_id}:answers"
+
+    @property
     def leader(self) -> str:
         """RIS: the leader lease of the engine replicas (the ledger's epoch decides; this key
         is the fast path)."""
