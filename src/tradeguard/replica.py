@@ -65,6 +65,9 @@ class CoordinatorService:
             fence=self.fence,
             metrics=self.metrics,
             active=self.coordinator.may_execute,
+            # demote_leader: the graceful step-down (drain the signal in hand, release both
+            # leases); its commands are addressed to ha.replica_id, the engine's consumer.
+            demote=self.coordinator.step_down,
         )
         self.metrics.registry.register(self.coordinator.figures)
         self.engine.http.add_route("/coordinator/metrics", self.coordinator.figures.get_metrics)

@@ -217,6 +217,21 @@ class Engine:
             return True
         return False
 
+    def reconnect_broker(self, timeout: float) -> bool:
+        """Between two entries (waiting up to ``timeout`` for the one in hand): drop the broker
+        session, if the broker can, and connect again; whether it is connected after.
+        TimeoutError, with nothing touched, if an entry was still being handled by then."""
+        if not self._busy.acquire(timeout=max(0.0, timeout)):
+            raise TimeoutError(f"a signal was still being handled after {timeout:.0f}s")
+        try:
+            disconnect = getattr(self.broker, "disconnect", None)  # not in every broker
+            if callable(disconnect):
+                disconnect()
+            self._connect_broker()
+            return self.broker.connected
+        finally:
+            self._busy.release()
+
     def step(self) -> int:
         """Handle one batch: parked entries now due, our own pending entries after a restart
         or an outage, then reclaims, then new ones."""

@@ -1,5 +1,5 @@
-"""An engine process: the loop, the result persister and the /metrics endpoint, wired from
-settings, started and stopped together.
+"""An engine process: the loop, the result persister, the instance supervisor, the remediation
+command listener and the /metrics endpoint, wired from settings, started and stopped together.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from redis import Redis
 
+from tradeguard.bus.commands import CommandBus
 from tradeguard.bus.connection import RedisAuthError, check_credentials, layer_clients, make_client
 from tradeguard.bus.instance_state import InstanceRegistry
 from tradeguard.bus.keys import Keys
@@ -21,10 +22,12 @@ from tradeguard.bus.stream_collector import StreamCollector
 from tradeguard.bus.trade_state import TradeState
 from tradeguard.config import Layer, Settings
 from tradeguard.engine.broker import Broker
+from tradeguard.engine.commands import CommandListener
 from tradeguard.engine.control import ControlledFence, ControlPoller
 from tradeguard.engine.fencing import LocalFence
 from tradeguard.engine.loop import Engine, EngineConfig
 from tradeguard.engine.paper import BrokerKnobs, PaperBroker, SQLiteBook
+from tradeguard.engine.remediation_handlers import EngineParts, handlers
 from tradeguard.fencing import Fence
 from tradeguard.instances.supervisor import InstanceSupervisor
 from tradeguard.metrics.catalog import Metrics
@@ -59,11 +62,17 @@ class EngineService:
         fence: Fence | None = None,
         metrics: Metrics | None = None,
         active: Callable[[], bool] | None = None,
+        demote: Callable[[str], bool] | None = None,
     ) -> None:
         """``metrics`` shares a metric set (and its registry) with another part of the process
         (the HA coordinator); ``active`` gates the leader-only part of the store (account state
         snapshots, the Redis-vs-DuckDB check and resync): results are persisted on every
-        replica, each through its own consumer group, so every DuckDB file keeps the history."""
+        replica, each through its own consumer group, so every DuckDB file keeps the history.
+        ``demote`` is the HA coordinator's graceful step-down (reason -> whether this replica
+        stepped down), run by the ``demote_leader`` remediation; without it that is refused.
+
+        The replica id remediation commands are addressed to is ``options.consumer`` (under
+        HA the coordinator's replica id, which the replica module makes the consumer)."""
         self.settings = settings
         self.options = options or EngineOptions()
         self.metrics = metrics or Metrics(process_registry())
@@ -154,6 +163,24 @@ class EngineService:
                 stable_seconds=settings.instance_stable_seconds,
                 restart_backoff=settings.instance_restart_backoff_seconds,
             )
+        # Remediation commands from the responder, on the signal layer's Redis.
+        self.commands = CommandListener(
+            CommandBus(self.clients[Layer.SIGNAL_STREAM], self.keys),
+            self.options.consumer,
+            handlers(
+                EngineParts(
+                    keys=self.keys,
+                    control=self.clients[Layer.SIGNAL_STREAM],
+                    clients=self.clients,
+                    engine=self.engine,
+                    state=self.state,
+                    persister=self.persister,
+                    supervisor=self.supervisor,
+                    active=active or (lambda: True),
+                    demote=demote,
+                )
+            ),
+        )
         self.http = MetricsServer(self.registry, settings.metrics_host, port, health=self.problem)
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -192,6 +219,7 @@ class EngineService:
             self._spawn("persister", self.persister.run)
         if self.supervisor is not None:
             self._spawn("instances", self.supervisor.run)
+        self._spawn("commands", self.commands.run)
         log.info("engine %s started; metrics at %s", self.options.consumer, self.metrics_url)
         return self
 

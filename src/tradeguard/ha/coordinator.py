@@ -358,11 +358,15 @@ class Coordinator:
         self.token = secrets.token_hex(8)  # a new term will need a new token
         self.lease = self._lease_factory(self.token)
 
-    def step_down(self, why: str = "graceful switchover") -> None:
-        """Release both leases now so a successor can take over within one renew interval."""
+    def step_down(self, why: str = "graceful switchover") -> bool:
+        """Release both leases now so a successor can take over within one renew interval
+        (draining the order in flight first); whether this replica was leader and stepped
+        down."""
         with self._lock:
+            was_leader = self.role is Role.LEADER
             self._step_down_locked(why)
             self._publish()
+            return was_leader and self.role is not Role.LEADER
 
     def _step_down_locked(self, why: str, drain: bool = True) -> None:
         if self.role is not Role.LEADER:

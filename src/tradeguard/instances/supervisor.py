@@ -15,6 +15,10 @@ RIS state machine (seed 001):
   exceed ``max_recovery_attempts`` (3, seed 001: "recovery_attempts > 3: stop instance and
   notify"): then ``stopped``, for a human, and the InstanceRecoveryFailed alert fires.
 
+Remediation reaches an instance through its supervisor only (``restart`` and ``stop``, run by
+the engine's command handlers): a restart stops the process and starts it afresh, with a full
+set of recovery attempts; a stop leaves it ``stopped`` and unrestarted until a restart.
+
 What only the instance knows, its order queue and its round trip to the broker, it reports
 itself into its RIS hash (``HSET {prefix}instance:{id} queue_length N network_latency_seconds
 S``); the supervisor copies those into the metrics with what it measures from /proc.
@@ -64,6 +68,7 @@ class _Tracked:
     last_sample: Sample | None = None
     had_sockets: bool = False
     gave_up: bool = False
+    held: bool = False  # stopped on request (stop_instance): not started until a restart
     figures: dict[str, float] = field(default_factory=dict)
 
 
@@ -102,6 +107,8 @@ class InstanceSupervisor:
         for instance in self._tracked:
             if metrics is not None:
                 metrics.instances.add(instance)
+        # One instance is moved by one thread at a time: the loop's tick, or a remediation.
+        self._lock = threading.RLock()
 
     # ---- loop ------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -114,21 +121,55 @@ class InstanceSupervisor:
     def tick(self) -> None:
         for tracked in self._tracked.values():
             try:
-                self._step(tracked)
+                with self._lock:
+                    self._step(tracked)
             except STEP_ERRORS as exc:
                 log.warning("instance %s: %s; trying again next tick", tracked.spec.id, exc)
 
     def stop_all(self) -> None:
         for tracked in self._tracked.values():
-            tracked.process.stop()
-            try:
-                self._move(tracked, S.STOPPED)
-            except STEP_ERRORS as exc:
-                log.warning("instance %s: could not record the stop: %s", tracked.spec.id, exc)
+            with self._lock:
+                tracked.process.stop()
+                try:
+                    self._move(tracked, S.STOPPED)
+                except STEP_ERRORS as exc:
+                    log.warning("instance %s: could not record the stop: %s", tracked.spec.id, exc)
 
     def process(self, instance: str) -> ManagedProcess:
         """The child process of ``instance`` (for tests and chaos scenarios)."""
         return self._tracked[instance].process
+
+    def supervises(self, instance: str) -> bool:
+        return instance in self._tracked
+
+    # ---- on request (remediation) ----------------------------------------------------------
+    def restart(self, instance: str, why: str = "restart requested") -> bool:
+        """Stop ``instance``'s process and start it afresh (``starting``, recovery attempts
+        back to 0), even one given up on or stopped on request; whether it is running after.
+
+        KeyError for an instance this supervisor does not run; a Redis error if its state
+        cannot be recorded (the next tick then finds the process gone and recovers it as after
+        a crash)."""
+        t = self._tracked[instance]
+        with self._lock:
+            log.warning("instance %s: restarting (%s)", instance, why)
+            t.process.stop()
+            self._move(t, S.STOPPED, reason=why)
+            t.gave_up = t.held = False
+            if self.metrics is not None:
+                self.metrics.instances.increment_restarts(instance)
+            self._launch(t, fresh=True)
+            return t.process.running
+
+    def stop(self, instance: str, why: str = "stop requested") -> None:
+        """Stop ``instance``'s process and keep it ``stopped`` (not restarted) until
+        :meth:`restart`. KeyError for an instance this supervisor does not run."""
+        t = self._tracked[instance]
+        with self._lock:
+            log.warning("instance %s: stopping, not to be restarted (%s)", instance, why)
+            t.held = True
+            t.process.stop()
+            self._move(t, S.STOPPED, reason=why)
 
     # ---- one instance, one tick ------------------------------------------------------------
     def _step(self, t: _Tracked) -> None:
@@ -140,7 +181,7 @@ class InstanceSupervisor:
         alive = t.process.running
         now = time.monotonic()
         if state in (None, S.STOPPED):
-            if not t.gave_up:
+            if not (t.gave_up or t.held):
                 self._launch(t, fresh=True)
         elif state in (S.STARTING, S.RECOVERING):
             if not alive:

@@ -21,6 +21,12 @@ adds to its pending list any more and no tradeguard metric reads it. It is left 
 A DuckDB outage only delays persistence: entries stay pending (and are counted as sync
 failures) until a write succeeds.
 
+Writes can also be stopped on purpose (the ``stop_duckdb_writes`` remediation, for a disk
+filling up): while the write gate is closed the persister reads nothing more from the result
+stream and acknowledges nothing, so the results wait in the stream, none lost, and it takes no
+state snapshot; the store refuses writes too (``tradeguard_duckdb_writes_enabled`` 0). Opened
+again, it re-reads its own pending entries and carries on where it stopped.
+
 Only delays it up to a point: the stream is capped (``MAXLEN ~ 10000``), so an outage long
 enough lets the engine's appends trim results the store never persisted. Those are counted in
 ``tradeguard_results_dropped_total{reason="trimmed_unpersisted"}``, never lost silently, in both
@@ -61,6 +67,10 @@ RECENT_IDS = 20_000
 def store_group(consumer: str) -> str:
     """The result-stream consumer group of the replica (engine consumer) ``consumer``."""
     return f"{GROUP_PREFIX}:{consumer}"
+
+
+def _why(why: str) -> str:
+    return f" ({why})" if why else ""
 
 
 def _entry_key(entry_id: bytes | str) -> tuple[int, int]:
@@ -109,6 +119,54 @@ class ResultPersister:
         self._last_snapshot = 0.0
         self._never_read: int | None = None  # entries the group skipped, at the last check
         self._last_skip_check = -SKIP_CHECK_INTERVAL
+        # The write gate: held while one batch is read, stored and acknowledged, so closing it
+        # waits for the batch in hand and nothing is read or written after.
+        self._batch = threading.Lock()
+        self._writes_stopped = False
+        self.writes_stopped_why = ""
+        self.writes_stopped_at: float | None = None  # time.time() the gate closed
+
+    # ---- the write gate ------------------------------------------------------------------
+    @property
+    def writes_stopped(self) -> bool:
+        """True while the write gate is closed (results wait in the stream)."""
+        return self._writes_stopped
+
+    def stop_writes(self, why: str = "", timeout: float = 5.0) -> bool:
+        """Close the write gate: no more reads, acknowledgements or snapshots. Waits up to
+        ``timeout`` for the batch in hand to finish; False if it was still being written (it
+        is then refused by the store and re-read after ``resume_writes``)."""
+        was = self._writes_stopped
+        self._writes_stopped = True  # no new batch starts from here
+        quiet = self._batch.acquire(timeout=max(0.0, timeout))
+        try:
+            self.store.set_writes_enabled(False)
+            if not was:
+                self.writes_stopped_why = why
+                self.writes_stopped_at = time.time()
+                log.warning("DuckDB writes stopped%s; results wait in the stream", _why(why))
+        finally:
+            if quiet:
+                self._batch.release()
+        return quiet
+
+    def resume_writes(self) -> None:
+        """Open the write gate: re-read this group's pending entries, then carry on."""
+        with self._batch:
+            was = self._writes_stopped
+            self.store.set_writes_enabled(True)
+            self._writes_stopped = False
+            self._pending_first = True
+            self.writes_stopped_why = ""
+            self.writes_stopped_at = None
+        if was:
+            log.warning("DuckDB writes resumed; persisting the results that waited")
+
+    def retry_pending(self) -> None:
+        """Re-read this group's pending entries (results read but not stored) at the next
+        batch, instead of after the next failure."""
+        with self._batch:
+            self._pending_first = True
 
     @property
     def watching_trims(self) -> bool:
@@ -128,7 +186,13 @@ class ResultPersister:
             self._backfill_until = _entry_key(stream.get("last-generated-id") or "0-0")
 
     def step(self, block_ms: int = 100, count: int = 500) -> int:
-        """Persist one batch; return how many results it stored."""
+        """Persist one batch; return how many results it stored (0 while writes are stopped)."""
+        with self._batch:
+            if self._writes_stopped:
+                return 0
+            return self._step(block_ms, count)
+
+    def _step(self, block_ms: int, count: int) -> int:
         start_id = "0" if self._pending_first else ">"
         try:
             reply = self.results.redis.xreadgroup(
@@ -261,6 +325,8 @@ class ResultPersister:
                 if self.checker is not None and self.active():
                     layer = self.checker.state.instruments
                     self.checker.maybe_check()  # the shared Redis state: the leader's only
+                if self._writes_stopped:
+                    stop.wait(0.1)  # nothing to read until the gate opens; the check goes on
                 backoff = 0.05
                 self._credentials_accepted()
             except AUTH_ERRORS as exc:  # before CONNECTION_ERRORS: a subclass of it
