@@ -26,6 +26,7 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 EXPECTED_COMMANDS = {
     "alerts",
     "alerts ack",
+    "alerts actions",
     "alerts firing",
     "alerts history",
     "alerts notifications",

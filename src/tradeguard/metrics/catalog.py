@@ -48,6 +48,9 @@ ORDER_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 SLIPPAGE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+# A remediation runs from a reconnect (tens of ms) to a restart or a resync (tens of seconds);
+# its command's deadline is 30 s by default, so 60 s is the last bound worth telling apart.
+REMEDIATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 
 
 class Metrics:
@@ -482,6 +485,20 @@ class Metrics:
             ["action", "status"],
             registry=r,
         )
+        self.remediation_actions = Counter(
+            "tradeguard_remediation_actions_total",
+            "Remediation attempts the responder decided and recorded, by action and outcome "
+            "(pending when issued, then the final outcome).",
+            ["action", "outcome"],
+            registry=r,
+        )
+        self.remediation_action_duration = Histogram(
+            "tradeguard_remediation_action_duration_seconds",
+            "Time from issuing a remediation command to its final outcome, by action.",
+            ["action"],
+            buckets=REMEDIATION_BUCKETS,
+            registry=r,
+        )
 
         self._init_fixed_labels()
 
@@ -532,6 +549,10 @@ class Metrics:
         for state in ("pending", "held", "dead"):
             self.responder_outbox.labels(state)
         self.responder_alert_path_up.set(1)
+        for action in v.REMEDIATION_AUDIT_ACTIONS:
+            self.remediation_action_duration.labels(action)
+            for outcome in v.REMEDIATION_OUTCOMES:
+                self.remediation_actions.labels(action, outcome)
         for status in ("sent", "matched", "failed"):
             self.broker_orders_reconciled.labels(status)
         self.duckdb_writes_enabled.set(1)

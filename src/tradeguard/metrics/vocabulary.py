@@ -56,3 +56,28 @@ REMEDIATION_ACTIONS = (
     "demote_leader",
     "restart_redis",
 )
+# What undoes a reversible action when its alert resolves: run by the engines, never named by a
+# rule (tradeguard.remediation.registry.UNDO_ACTIONS; a test keeps the two in step).
+REMEDIATION_UNDO_ACTIONS = ("resume_intake", "resume_duckdb_writes")
+# What became of one remediation attempt, as the responder's audit records it: `pending` until
+# the engines answer; `done`, `refused`, `failed` and `not_applicable` as an engine answered
+# (tradeguard.bus.commands); `timed_out` when no outcome came by the command's deadline;
+# `dry_run` when it was only recorded; `skipped` when it is off or needs a person; `exhausted`
+# when its attempt limit was reached.
+REMEDIATION_OUTCOMES = (
+    "pending",
+    "done",
+    "refused",
+    "failed",
+    "timed_out",
+    "not_applicable",
+    "dry_run",
+    "skipped",
+    "exhausted",
+)
+# Every action the responder's remediation audit (and its metrics) can name: the rules' actions
+# but "none", which names no action, and the undo actions.
+REMEDIATION_AUDIT_ACTIONS = (
+    *(a for a in REMEDIATION_ACTIONS if a != "none"),
+    *REMEDIATION_UNDO_ACTIONS,
+)

@@ -1,5 +1,5 @@
 """The responder's HTTP surface: the Alertmanager webhook, the history API, acknowledgements,
-the effectiveness report, health and metrics.
+the effectiveness report, the remediation audit, health and metrics.
 
 ``POST /alertmanager/webhook`` checks, in order and before storing anything: credentials
 (401), content type (415), size by ``Content-Length`` and then by the bytes actually read (413),
@@ -40,8 +40,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.exposition import CONTENT_TYPE, TextRenderer
+from tradeguard.metrics.vocabulary import REMEDIATION_AUDIT_ACTIONS
 from tradeguard.responder.auth import Authenticator
 from tradeguard.responder.channels import Channel
+from tradeguard.responder.history.actions import ACTION_OUTCOMES, ActionOutcome, check_outcome
 from tradeguard.responder.history.base import MAX_HISTORY_LIMIT, AlertHistory, HistoryError
 from tradeguard.responder.outbox import OUTBOX_STATES, OutboxState
 from tradeguard.responder.payload import PayloadJSONError, PayloadValidationError, parse_payload
@@ -153,6 +155,17 @@ def alertname_param(params: dict[str, list[str]]) -> str | None:
     if _CONTROL.search(value):
         raise _bad_query("alertname must not contain control characters")
     return value or None
+
+
+def choice_param(params: dict[str, list[str]], name: str, choices: Sequence[str]) -> str | None:
+    """``params[name]`` if given (None if not), which must be one of ``choices``; the value is
+    not echoed (it may be anything, of any length)."""
+    values = params.get(name)
+    if values is None:
+        return None
+    if values[0] not in choices:
+        raise _bad_query(f"{name} must be one of {', '.join(choices)}")
+    return values[0]
 
 
 class RequestMetrics:
@@ -423,6 +436,27 @@ class _Endpoints:
             }
         )
 
+    async def actions(self, request: Request) -> Response:
+        """``GET /api/actions?limit=50&action=A&outcome=O&alertname=N``: the remediation audit
+        (every decision and its outcome), newest first."""
+        denied = self._unauthorized(request)
+        if denied is not None:
+            return denied
+        params = query_params(request, single=("limit", "action", "outcome", "alertname"))
+        limit = int_param(params, "limit", DEFAULT_HISTORY_LIMIT, 1, MAX_HISTORY_LIMIT)
+        action = choice_param(params, "action", REMEDIATION_AUDIT_ACTIONS)
+        chosen = choice_param(params, "outcome", ACTION_OUTCOMES)
+        outcome: ActionOutcome | None = check_outcome(chosen) if chosen is not None else None
+        alertname = alertname_param(params)
+        try:
+            rows = await run_in_threadpool(
+                self.history.list_actions, limit, action, outcome, alertname
+            )
+        except HistoryError as exc:
+            log.error("remediation audit query failed: %s", exc)
+            return error(503, "alert history unavailable")
+        return JSONResponse({"count": len(rows), "actions": [r.to_json() for r in rows]})
+
     async def healthz(self, request: Request) -> Response:
         """Liveness of the store, the alert path and the outbox; never paths, hosts or users."""
         alert_path = self.runtime.switch.status().to_json()
@@ -481,6 +515,7 @@ def create_app(
             Route("/api/alerts/ack", endpoints.acknowledge, methods=["POST"]),
             Route("/api/report", endpoints.report, methods=["GET"]),
             Route("/api/notifications", endpoints.notifications, methods=["GET"]),
+            Route("/api/actions", endpoints.actions, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/metrics", endpoints.metrics_page, methods=["GET"]),
         ],

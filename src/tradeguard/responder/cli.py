@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tradeguard.errors import TradeguardError
+from tradeguard.metrics.vocabulary import REMEDIATION_AUDIT_ACTIONS, REMEDIATION_OUTCOMES
 from tradeguard.net import LOOPBACK
 from tradeguard.responder.client import ResponderClient, ResponderUnavailable
 
@@ -254,6 +255,86 @@ def notifications_command(
             r.get("status", "?"),
             Text(severity, style=_SEVERITY_STYLE.get(severity, "")),
             Text(note),
+        )
+    _out().print(table)
+
+
+_OUTCOME_STYLE = {
+    "done": "green",
+    "pending": "yellow",
+    "dry_run": "cyan",
+    "not_applicable": "dim",
+    "refused": "red",
+    "failed": "bold red",
+    "timed_out": "bold red",
+    "exhausted": "bold red",
+}
+
+
+def _took(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.1f}s"
+
+
+@alerts_app.command("actions")
+def actions_command(
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    token_file: TokenFileOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many decisions.")] = 50,
+    action: Annotated[
+        str | None,
+        typer.Option(help=f"Only this action: {', '.join(REMEDIATION_AUDIT_ACTIONS)}."),
+    ] = None,
+    outcome: Annotated[
+        str | None,
+        typer.Option(help=f"Only this outcome: {', '.join(REMEDIATION_OUTCOMES)}."),
+    ] = None,
+    alertname: Annotated[str | None, typer.Option(help="Only for this alert.")] = None,
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """List remediation decisions, newest first: which alert, which action on which target,
+    who decided, why, and what came of it."""
+    if action is not None and action not in REMEDIATION_AUDIT_ACTIONS:
+        raise _fail(
+            f"--action must be one of {', '.join(REMEDIATION_AUDIT_ACTIONS)}, got {action!r}"
+        )
+    if outcome is not None and outcome not in REMEDIATION_OUTCOMES:
+        raise _fail(f"--outcome must be one of {', '.join(REMEDIATION_OUTCOMES)}, got {outcome!r}")
+    try:
+        with _client(url, token, token_file, timeout) as client:
+            rows = client.actions(limit=limit, action=action, outcome=outcome, alertname=alertname)
+    except ResponderUnavailable as exc:
+        raise _fail(str(exc)) from None
+    if not rows:
+        _out().print("no remediation decisions recorded")
+        return
+    table = Table(title=f"last {len(rows)} remediation decision(s)")
+    table.add_column("decided (UTC)", no_wrap=True)
+    table.add_column("alert", overflow="fold")
+    table.add_column("action", overflow="fold")
+    table.add_column("target", overflow="fold")
+    table.add_column("try", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("took", no_wrap=True)
+    table.add_column("by", overflow="fold")
+    table.add_column("reason / detail", ratio=1)
+    for r in rows:
+        result = r.get("outcome", "?")
+        why = " / ".join(str(t) for t in (r.get("reason"), r.get("detail")) if t)
+        table.add_row(
+            _when(r.get("decided_at")),
+            Text(r.get("alertname", "?"), style="bold"),
+            Text(r.get("action", "?")),
+            Text(r.get("target") or "-"),
+            str(r.get("attempt", "?")),
+            r.get("verdict", "?"),
+            Text(result, style=_OUTCOME_STYLE.get(result, "")),
+            _took(r.get("duration_seconds")),
+            Text(r.get("decided_by", "?")),
+            Text(why),
         )
     _out().print(table)
 

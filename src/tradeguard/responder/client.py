@@ -134,6 +134,21 @@ class ResponderClient:
             _records(body, "notifications"), totals if isinstance(totals, dict) else {}
         )
 
+    def actions(
+        self,
+        limit: int = 50,
+        action: str | None = None,
+        outcome: str | None = None,
+        alertname: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` remediation decisions and their outcomes, newest first (only
+        those of ``action``, ``outcome`` and ``alertname`` when given)."""
+        params: dict[str, Any] = {"limit": limit}
+        for name, value in (("action", action), ("outcome", outcome), ("alertname", alertname)):
+            if value:
+                params[name] = value
+        return _records(self._request("GET", "/api/actions", params=params), "actions")
+
     def acknowledge(
         self, fingerprint: str, by: str, false_positive: bool = False, note: str = ""
     ) -> dict[str, Any]:

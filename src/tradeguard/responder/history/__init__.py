@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from tradeguard.errors import ConfigError
 from tradeguard.redact import redact_url
+from tradeguard.responder.history.actions import (
+    ACTION_OUTCOMES,
+    ACTION_VERDICTS,
+    ActionAttempt,
+    ActionOutcome,
+    ActionVerdict,
+)
 from tradeguard.responder.history.base import (
     MAX_HISTORY_LIMIT,
     AlertHistory,
@@ -50,7 +57,12 @@ def open_history(url: str) -> AlertHistory:
 
 
 __all__ = [
+    "ACTION_OUTCOMES",
+    "ACTION_VERDICTS",
     "MAX_HISTORY_LIMIT",
+    "ActionAttempt",
+    "ActionOutcome",
+    "ActionVerdict",
     "AlertHistory",
     "HistoryError",
     "SQLiteHistory",

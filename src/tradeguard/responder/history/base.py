@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from tradeguard.errors import TradeguardError
 from tradeguard.responder.events import AlertEvent, iso
+from tradeguard.responder.history.actions import ActionAttempt as ActionAttempt  # re-exported
+from tradeguard.responder.history.actions import ActionAudit
 from tradeguard.responder.outbox import OutboxItem, OutboxStore
 
 TABLE = "alert_events"
@@ -71,6 +73,7 @@ ATTEMPTS = "notification_attempts"
 OutboxPlan = Callable[[AlertEvent], Sequence[OutboxItem]]
 
 ACKS = "alert_acks"
+REMEDIATION = "remediation_actions"  # the remediation audit (history/actions.py)
 # Outbox states that are over: nothing will happen to such an entry again, so retention may
 # delete it (a pending or held entry is owed to someone and is never deleted).
 FINISHED_STATES = ("sent", "merged", "dead")
@@ -129,6 +132,15 @@ DELETE FROM {ATTEMPTS} WHERE outbox_id IN (
 )
 """
 PRUNE_OUTBOX_SQL = f"DELETE FROM {OUTBOX} WHERE state IN ({_FINISHED}) AND done_at < {{ph}}"
+# A remediation attempt goes with its occurrence, as an ack does, and only once it was decided
+# before the cutoff too: the attempts of an alert still firing (however long) stay, or their
+# occurrence would get its first attempt again after retention.
+PRUNE_ACTIONS_SQL = f"""
+DELETE FROM {REMEDIATION} WHERE decided_at < {{ph}} AND NOT EXISTS (
+  SELECT 1 FROM {TABLE} e WHERE e.fingerprint = {REMEDIATION}.fingerprint
+    AND e.starts_at = {REMEDIATION}.starts_at
+)
+"""
 
 
 def values_list(ph: str, rows: Sequence[tuple[object, ...]]) -> str:
@@ -200,8 +212,9 @@ class Tx(Protocol):
         ...
 
 
-class AlertHistory(OutboxStore, Protocol):
-    """Durable, idempotent record of alert events, and the delivery outbox beside it."""
+class AlertHistory(OutboxStore, ActionAudit, Protocol):
+    """Durable, idempotent record of alert events, and beside it the delivery outbox and the
+    remediation audit."""
 
     def insert(self, event: AlertEvent) -> bool:
         """Store ``event``; True if it was new, False if its key was already stored."""
@@ -245,9 +258,10 @@ class AlertHistory(OutboxStore, Protocol):
     def prune(self, before: datetime) -> int:
         """Forget what is over and older than ``before``: the events of every occurrence last
         heard of before it that is resolved or replaced (a still-firing alert is kept), their
-        acknowledgements, and the outbox entries finished (sent, merged, dead) before it with
-        their attempts. Pending and held entries are never deleted. The number of alert events
-        and outbox entries deleted."""
+        acknowledgements and remediation attempts (those decided before the cutoff), and the
+        outbox entries finished (sent, merged, dead) before it with their attempts. Pending and
+        held entries are never deleted. The number of alert events, outbox entries and
+        remediation attempts deleted."""
         ...
 
     def check(self) -> None:
@@ -479,7 +493,8 @@ class SQLHistoryReads(ABC):
             tx.execute(PRUNE_ACKS_SQL, ())
             tx.execute(PRUNE_ATTEMPTS_SQL.format(ph=ph), (cutoff,))
             entries = tx.execute(PRUNE_OUTBOX_SQL.format(ph=ph), (cutoff,))
-        return events + entries
+            actions = tx.execute(PRUNE_ACTIONS_SQL.format(ph=ph), (cutoff,))
+        return events + entries + actions
 
     def check(self) -> None:
         self._query("SELECT 1", ())

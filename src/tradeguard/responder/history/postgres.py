@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from tradeguard.redact import redact_url
 from tradeguard.responder.events import AlertEvent
+from tradeguard.responder.history.actions_sql import SQLActions
 from tradeguard.responder.history.base import (
     HistoryError,
     Tx,
@@ -95,7 +96,7 @@ def decode_row(row: Sequence[Any]) -> AlertEvent:
     )
 
 
-class PostgresHistory(SQLOutbox):
+class PostgresHistory(SQLOutbox, SQLActions):
     """:class:`~tradeguard.responder.history.base.AlertHistory` in a PostgreSQL database."""
 
     placeholder = "%s"

@@ -14,7 +14,10 @@ which Alertmanager makes a hash, touches a different page for each event of a gr
 - the outbox's lookup indexes are *partial*: they hold only the entries still owed (or dead,
   which the health check counts), a few at any time, however long the history grows. Queries
   that should use them name their states as literals: a planner can only use a partial index
-  when the query's condition implies the index's.
+  when the query's condition implies the index's;
+- the remediation audit is a few rows an incident: its unique key (the idempotency of a
+  remediation per occurrence) also serves an occurrence's lookups, and one index on decided_at
+  serves the cool-down windows and retention.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tradeguard.responder.history.base import ACKS, ATTEMPTS, OUTBOX, TABLE
+from tradeguard.responder.history.actions import ACTION_OUTCOMES, ACTION_VERDICTS
+from tradeguard.responder.history.base import ACKS, ATTEMPTS, OUTBOX, REMEDIATION, TABLE
 
 Dialect = Literal["sqlite", "postgresql"]
-ColumnType = Literal["id", "text", "time", "json", "int", "ref", "bool"]
+ColumnType = Literal["id", "text", "time", "json", "int", "ref", "bool", "real"]
 
 _TYPES: dict[Dialect, dict[ColumnType, str]] = {
     # AUTOINCREMENT: an id is never reused after a delete, so "newest first" stays true
@@ -38,6 +42,7 @@ _TYPES: dict[Dialect, dict[ColumnType, str]] = {
         "int": "INTEGER",
         "ref": "INTEGER",
         "bool": "INTEGER",
+        "real": "REAL",
     },
     "postgresql": {
         "id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
@@ -47,11 +52,17 @@ _TYPES: dict[Dialect, dict[ColumnType, str]] = {
         "int": "INTEGER",
         "ref": "BIGINT",
         "bool": "BOOLEAN",
+        "real": "DOUBLE PRECISION",
     },
 }
 
 # Entries still owed to a channel, and dead ones (counted by /healthz); see the module docstring.
 OUTBOX_OPEN_STATES = ("pending", "held", "dead")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    listed = ", ".join(f"'{value}'" for value in values)
+    return f"NOT NULL CHECK ({column} IN ({listed}))"
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,29 @@ TABLES = (
             ("error", "text", ""),
         ),
     ),
+    Table(
+        REMEDIATION,
+        (
+            ("id", "id", ""),
+            ("fingerprint", "text", "NOT NULL"),
+            ("starts_at", "time", "NOT NULL"),
+            ("alertname", "text", "NOT NULL"),
+            ("action", "text", "NOT NULL"),
+            ("target", "text", "NOT NULL"),
+            ("attempt", "int", "NOT NULL CHECK (attempt >= 0)"),  # 0: a skip
+            ("decided_by", "text", "NOT NULL"),
+            ("decided_at", "time", "NOT NULL"),
+            ("verdict", "text", _one_of("verdict", ACTION_VERDICTS)),
+            ("reason", "text", "NOT NULL"),
+            ("command_id", "text", ""),
+            ("outcome", "text", _one_of("outcome", ACTION_OUTCOMES)),
+            ("detail", "text", "NOT NULL"),
+            ("finished_at", "time", ""),
+            ("duration_seconds", "real", ""),
+        ),
+        # Two replicas (or two deliveries of one alert) claiming the same attempt: one wins.
+        ("UNIQUE (fingerprint, starts_at, action, attempt)",),
+    ),
 )
 
 # The open-entries index's condition. Queries that should use the index repeat it verbatim:
@@ -153,6 +187,8 @@ INDEXES = (
     # Restarted throttle windows (recent deliveries) and retention.
     f"CREATE INDEX IF NOT EXISTS {OUTBOX}_done ON {OUTBOX} (done_at)",
     f"CREATE INDEX IF NOT EXISTS {ATTEMPTS}_outbox ON {ATTEMPTS} (outbox_id)",
+    # Cool-down and rate-limit windows across occurrences, and retention.
+    f"CREATE INDEX IF NOT EXISTS {REMEDIATION}_decided ON {REMEDIATION} (decided_at)",
 )
 # Indexes of earlier versions that the ones above replace (a history created by one of them
 # loses them when a newer responder opens it).

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from tradeguard.responder.events import AlertEvent, iso, parse_iso
+from tradeguard.responder.history.actions_sql import SQLActions
 from tradeguard.responder.history.base import (
     EVENT_INSERT_COLUMNS,
     ROWS_PER_INSERT,
@@ -84,7 +85,7 @@ def decode_row(row: Sequence[Any]) -> AlertEvent:
     )
 
 
-class SQLiteHistory(SQLOutbox):
+class SQLiteHistory(SQLOutbox, SQLActions):
     """:class:`~tradeguard.responder.history.base.AlertHistory` over one SQLite file."""
 
     _decode = staticmethod(decode_row)
