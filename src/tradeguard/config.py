@@ -42,7 +42,7 @@ class Layer(StrEnum):
     RESULT_STREAM = "result_stream"  # RTRS
 
 
-def _check_redis_url(value: str | None) -> str | None:
+def check_redis_url(value: str | None) -> str | None:
     if value is None:
         return None
     if not value.startswith(("redis://", "rediss://", "unix://")):
@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         "instance_state_redis_url",
         "signal_stream_redis_url",
         "result_stream_redis_url",
-    )(_check_redis_url)
+    )(check_redis_url)
 
     def layer_url(self, layer: Layer) -> str:
         """The Redis URL serving ``layer``: its own setting, else the shared default; with

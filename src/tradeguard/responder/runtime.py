@@ -16,6 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
+from redis.exceptions import RedisError
+
+from tradeguard.bus.commands import CommandBus
+from tradeguard.bus.connection import make_client
+from tradeguard.bus.keys import Keys
 from tradeguard.errors import ConfigError
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.responder.channels import Channel
@@ -23,6 +28,7 @@ from tradeguard.responder.delivery import DeliverySender
 from tradeguard.responder.events import AlertEvent
 from tradeguard.responder.history.base import AlertHistory, HistoryError
 from tradeguard.responder.intake import Intake
+from tradeguard.responder.remediation import RemediationController
 from tradeguard.responder.settings import ResponderSettings
 from tradeguard.responder.throttle import Throttle
 from tradeguard.responder.watchdog import ALERT_PATH_FINGERPRINT, DeadMansSwitch, broken_since
@@ -38,6 +44,34 @@ MAX_UNSTORED = 100
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def build_remediation(
+    settings: ResponderSettings,
+    history: AlertHistory,
+    metrics: Metrics,
+    store: Callable[[list[AlertEvent]], object],
+    switch: DeadMansSwitch,
+    clock: Callable[[], datetime],
+) -> RemediationController | None:
+    """The remediation controller, or None when no Redis is configured for its commands (the
+    responder then only notifies). ConfigError on a bad action list."""
+    policy = settings.remediation_policy()  # validated even when remediation is off
+    url = settings.commands_redis_url()
+    if url is None:
+        return None
+    bus = CommandBus(make_client(url, socket_timeout=2.0), Keys(settings.key_prefix))
+    return RemediationController(
+        history,
+        bus,
+        policy,
+        owner=default_sender_id(settings),
+        metrics=metrics,
+        store=store,
+        alert_path_broken=lambda: not switch.status().up,
+        clock=clock,
+        command_timeout=settings.remediation_command_timeout_seconds,
+    )
 
 
 def default_sender_id(settings: ResponderSettings) -> str:
@@ -86,6 +120,9 @@ class ResponderRuntime:
             clock=clock,
         )
         self.intake = Intake(history, channels, metrics, self.switch, self.sender.wake)
+        self.remediation = build_remediation(
+            settings, history, metrics, self.intake.store, self.switch, clock
+        )
         self._stopping = threading.Event()
         self._ticker: threading.Thread | None = None
         self._unstored: list[AlertEvent] = []
@@ -93,6 +130,7 @@ class ResponderRuntime:
             timedelta(days=settings.retention_days) if settings.retention_days > 0 else None
         )
         self._next_prune: datetime | None = None  # None: at the first tick
+        self.ticks = 0  # passes of the ticker so far (what a caller waits on to see one pass)
 
     def start(self) -> None:
         self._stopping.clear()
@@ -110,7 +148,8 @@ class ResponderRuntime:
         self.sender.stop(flush=True, timeout=timeout)
 
     def tick(self) -> None:
-        """Check the dead man's switch and publish its state; prune history when due."""
+        """Check the dead man's switch and publish its state; remediate; prune history when
+        due."""
         now = self._clock()
         events = self.switch.check(now)
         for event in events:
@@ -129,7 +168,20 @@ class ResponderRuntime:
             if status.last_watchdog_at is not None:
                 self.metrics.responder_watchdog_last.set(status.last_watchdog_at.timestamp())
         finally:
+            self._remediate()
             self.prune_if_due(now)
+
+    def _remediate(self) -> None:
+        """One pass of the remediation controller; its failures are its own (logged, tried
+        again at the next tick), never the switch's or retention's."""
+        if self.remediation is None:
+            return
+        try:
+            self.remediation.tick()
+        except (HistoryError, RedisError) as exc:
+            log.error("remediation pass failed: %s", exc)
+        except Exception:
+            log.exception("remediation pass failed")
 
     def prune_if_due(self, now: datetime) -> int:
         """Delete history older than the retention, at most once per PRUNE_INTERVAL (and at
@@ -167,3 +219,4 @@ class ResponderRuntime:
                 log.error("storing the alert path's state failed: %s", exc)
             except Exception:
                 log.exception("the dead man's switch check failed")
+            self.ticks += 1

@@ -16,9 +16,15 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tradeguard.config import MEMORY_BUDGET_BYTES
+from tradeguard.config import (
+    DEFAULT_KEY_PREFIX,
+    MEMORY_BUDGET_BYTES,
+    check_redis_url,
+    with_password,
+)
 from tradeguard.errors import ConfigError
 from tradeguard.net import LOOPBACK
+from tradeguard.remediation.guard import GuardPolicy
 from tradeguard.responder.auth import Authenticator, build_authenticator
 from tradeguard.responder.history import check_history_url
 from tradeguard.responder.pagerduty import EVENTS_URL as PAGERDUTY_EVENTS_URL
@@ -41,7 +47,7 @@ class ResponderSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRADEGUARD_RESPONDER_", extra="forbid", hide_input_in_errors=True
     )
-    file_backed: ClassVar[tuple[str, ...]] = ("history_url",)
+    file_backed: ClassVar[tuple[str, ...]] = ("history_url", "redis_url", "redis_password")
 
     host: str = LOOPBACK
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)  # 0: any free port
@@ -72,6 +78,24 @@ class ResponderSettings(BaseSettings):
     # notifications are kept whatever their age); 0 keeps everything forever.
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=0, le=36500)
 
+    # Remediation (tradeguard.responder.remediation): commands go to the engines through the
+    # signal layer's Redis; without a URL the responder only notifies. Which actions run by
+    # default, and why, is the registry's (tradeguard.remediation.registry); the lists change it.
+    redis_url: str | None = None
+    redis_url_file: Path | None = None
+    redis_password: SecretStr | None = Field(default=None, min_length=1)
+    redis_password_file: Path | None = None
+    key_prefix: str = Field(default=DEFAULT_KEY_PREFIX, min_length=1, max_length=32)
+    remediation_enable: list[str] = Field(default_factory=list)
+    remediation_disable: list[str] = Field(default_factory=list)
+    remediation_dry_run: bool = False
+    remediation_budget: int = Field(default=3, ge=1, le=100)
+    remediation_cooldown_seconds: float = Field(default=300.0, gt=0)
+    remediation_rate_limit: int = Field(default=6, ge=1)
+    remediation_rate_window_seconds: float = Field(default=600.0, gt=0)
+    remediation_max_alert_age_seconds: float = Field(default=1800.0, gt=0)
+    remediation_command_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+
     @field_validator("throttle_per_minute")
     @classmethod
     def _positive_limits(cls, value: dict[str, int]) -> dict[str, int]:
@@ -81,6 +105,29 @@ class ResponderSettings(BaseSettings):
         return value
 
     _check_history = field_validator("history_url")(check_history_url)
+    _check_redis = field_validator("redis_url")(check_redis_url)
+
+    def remediation_policy(self) -> GuardPolicy:
+        """The guard rails from these settings (ConfigError on an unknown action name)."""
+        return GuardPolicy.from_settings(
+            self.remediation_enable,
+            self.remediation_disable,
+            budget=self.remediation_budget,
+            cooldown_seconds=self.remediation_cooldown_seconds,
+            rate_limit=self.remediation_rate_limit,
+            rate_window_seconds=self.remediation_rate_window_seconds,
+            max_alert_age_seconds=self.remediation_max_alert_age_seconds,
+            pending_timeout_seconds=2 * self.remediation_command_timeout_seconds,
+            dry_run=self.remediation_dry_run,
+        )
+
+    def commands_redis_url(self) -> str | None:
+        """The Redis URL of the command stream, with ``redis_password`` in it when it gives
+        none of its own; None when remediation has no Redis (the responder only notifies)."""
+        if self.redis_url is None:
+            return None
+        password = self.redis_password.get_secret_value() if self.redis_password else None
+        return with_password(self.redis_url, password)
 
     def authenticator(self) -> Authenticator:
         """The configured credentials, loaded from their files (AuthConfigError if none)."""
