@@ -199,10 +199,16 @@ class Stack:
         )
         (lay.run_dir / "responder").mkdir(parents=True, exist_ok=True)
         env = self._env()
+        # Remediation: commands go to the engines over the signal layer's Redis; the URL
+        # without the password, which the responder reads from the stack's secret file.
+        env["TRADEGUARD_RESPONDER_REDIS_URL"] = lay.redis_address(Layer.SIGNAL_STREAM)
+        env["TRADEGUARD_RESPONDER_REDIS_PASSWORD_FILE"] = str(lay.redis_password_file)
         if lay.profile == "fast":
             env["TRADEGUARD_RESPONDER_WATCHDOG_TIMEOUT_SECONDS"] = str(
                 FAST_WATCHDOG_TIMEOUT_SECONDS
             )
+            # Scenarios inject a fault every few seconds: attempts follow each other faster.
+            env["TRADEGUARD_RESPONDER_REMEDIATION_COOLDOWN_SECONDS"] = "15"
         return ManagedProcess(
             "responder",
             argv,
