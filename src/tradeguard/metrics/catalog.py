@@ -479,22 +479,17 @@ class Metrics:
             "Unix time the last firing Watchdog alert arrived (0: none since start).",
             registry=r,
         )
-        self.responder_remediations = Counter(
-            "tradeguard_responder_remediations_total",
-            "Remediation actions, by action and outcome.",
-            ["action", "status"],
-            registry=r,
-        )
         self.remediation_actions = Counter(
             "tradeguard_remediation_actions_total",
-            "Remediation attempts the responder decided and recorded, by action and outcome "
-            "(pending when issued, then the final outcome).",
+            "Remediation attempts the responder decided and recorded, by action and final "
+            "outcome (skipped, dry_run and exhausted when decided; the others when answered).",
             ["action", "outcome"],
             registry=r,
         )
         self.remediation_action_duration = Histogram(
             "tradeguard_remediation_action_duration_seconds",
-            "Time from issuing a remediation command to its final outcome, by action.",
+            "How long a remediation command took: the engine's own run time when it answered, "
+            "from issue to deadline when it timed out, by action.",
             ["action"],
             buckets=REMEDIATION_BUCKETS,
             registry=r,
