@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from responder_harness import Responder, StartResponder, alert, body, payload
 
+from tradeguard.bus.commands import turn_off, turn_on
 from tradeguard.bus.connection import make_client
 from tradeguard.bus.keys import Keys
 from tradeguard.config import Settings
@@ -196,3 +197,22 @@ def test_an_action_that_cannot_help_ends_in_one_exhausted_notice(
     passes(r, 3)  # further passes: no fourth attempt, no second notice
     assert len(actions(r, action="restart_instance")) == 4
     assert len(exhausted_notices()) == 1
+
+
+def test_an_action_turned_off_at_run_time_waits_until_it_is_on_again(
+    start_responder: StartResponder, settings: Settings, engine: EngineService
+) -> None:
+    """The shared run-time switch (every responder replica reads it at each pass): off, the
+    firing alert is recorded as skipped and nothing runs; on again, the next pass runs it."""
+    redis = make_client(settings.redis_url)
+    turn_off(redis, Keys(), "stop_duckdb_writes")
+    r = remediating(start_responder, settings)
+    assert r.post(body(payload(disk_low("firing", now_iso())))).status_code == 200
+    wait_until(lambda: outcome_of(r, "stop_duckdb_writes") == "skipped", 10, "the skip")
+    persister = engine.persister
+    assert persister is not None and not persister.writes_stopped
+    turn_on(redis, Keys(), "stop_duckdb_writes")
+    wait_until(
+        lambda: outcome_of(r, "stop_duckdb_writes") == "done", 20, "the action once turned on"
+    )
+    assert persister.writes_stopped

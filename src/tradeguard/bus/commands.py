@@ -189,3 +189,22 @@ class CommandBus:
         pipe.rpush(key, answer.to_json())
         pipe.expire(key, ANSWERS_TTL_SECONDS)
         pipe.execute()
+
+
+# ---- the run-time off switch ----------------------------------------------------------------
+ALL_ACTIONS = "*"
+
+
+def turn_off(redis: Redis, keys: Keys, action: str = ALL_ACTIONS) -> None:
+    """Stop the responders from issuing ``action`` (``*``: every action) until turned on again;
+    shared by every responder replica, read at each decision pass."""
+    redis.hset(keys.remediation_switch, action, "off")
+
+
+def turn_on(redis: Redis, keys: Keys, action: str = ALL_ACTIONS) -> None:
+    redis.hdel(keys.remediation_switch, action)
+
+
+def turned_off(redis: Redis, keys: Keys) -> frozenset[str]:
+    """The actions turned off at run time (``*`` among them: all)."""
+    return frozenset(as_text(k) for k in redis.hkeys(keys.remediation_switch))

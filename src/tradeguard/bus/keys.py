@@ -60,6 +60,11 @@ class Keys:
         """RTSS: remediation commands from the responder to the engines (bus/commands.py)."""
         return f"{self.prefix}commands"
 
+    @property
+    def remediation_switch(self) -> str:
+        """RTSS: actions an operator turned off at run time (bus/commands.py)."""
+        return f"{self.prefix}control:remediation"
+
     def command_answers(self, command_id: str) -> str:
         """RTSS: the engines' answers to one command, a list that expires after a day."""
         return f"{self.prefix}command:{command_id}:answers"

@@ -251,7 +251,8 @@ def decide(
     if request.action not in policy.enabled:
         return verdict(
             VerdictKind.SKIP,
-            f"{request.action} is off (turn it on with TRADEGUARD_RESPONDER_REMEDIATION_ENABLE)",
+            f"{request.action} is off (TRADEGUARD_RESPONDER_REMEDIATION_ENABLE turns it on, "
+            "unless it was turned off at run time)",
         )
     # 2. Already handled.
     if any(a.outcome == "done" for a in mine):

@@ -25,13 +25,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from redis.exceptions import RedisError
 
-from tradeguard.bus.commands import ANY_ENGINE, Command, CommandBus
+from tradeguard.bus.commands import ALL_ACTIONS, ANY_ENGINE, Command, CommandBus, turned_off
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.remediation.guard import (
     Attempt,
@@ -101,6 +101,7 @@ class RemediationController:
         self.clock = clock
         self.command_timeout = command_timeout
         self._pending: dict[int, Pending] = {}
+        self._policy = policy  # with the actions turned off at run time taken out
         self._resolved_notices: set[tuple[str, datetime, str]] = set()
         self._orphans_adopted = False
 
@@ -108,9 +109,10 @@ class RemediationController:
     def tick(self) -> None:
         now = self.clock()
         self._follow(now)
+        self._policy = self._current_policy()
         firing = self.history.firing()
         conditions = self._conditions(firing)
-        window = max(self.policy.cooldown_seconds, self.policy.rate_window_seconds)
+        window = max(self._policy.cooldown_seconds, self._policy.rate_window_seconds)
         recent = [_attempt(r) for r in self.history.recent_action_attempts(now - _seconds(window))]
         exhausted: list[AlertEvent] = []
         for event in firing:
@@ -135,6 +137,17 @@ class RemediationController:
         if exhausted:
             self.store(exhausted)
 
+    def _current_policy(self) -> GuardPolicy:
+        """The configured policy less the actions an operator turned off at run time (a
+        Redis hash shared by every responder replica); unreadable: the configured one."""
+        try:
+            off = turned_off(self.bus.redis, self.bus.keys)
+        except RedisError:
+            return self._policy
+        if ALL_ACTIONS in off:
+            return replace(self.policy, enabled=frozenset())
+        return replace(self.policy, enabled=self.policy.enabled - off)
+
     # ---- deciding --------------------------------------------------------------------------
     def _decide(
         self,
@@ -149,7 +162,7 @@ class RemediationController:
         stored = self.history.action_attempts(event.fingerprint, event.starts_at)
         mine = [_attempt(r) for r in stored]
         others = [a for a in recent if (a.fingerprint, a.starts_at) != request_key(request)]
-        verdict = decide(request, [*mine, *others], conditions, self.policy, now)
+        verdict = decide(request, [*mine, *others], conditions, self._policy, now)
         if verdict.kind is VerdictKind.WAIT:
             return verdict
         if verdict.kind is VerdictKind.SKIP:
