@@ -96,6 +96,8 @@ class ConsoleChannel(_TakesEverything):
             line.append(f"  {n.recovered}")
         elif n.summary:
             line.append(f"  {n.summary}")
+        if n.remediation:
+            line.append(f"  {n.remediation}", style="italic")
         if n.held_back:
             line.append(n.held_back_text, style="dim")
         return line
@@ -119,6 +121,7 @@ def notification_record(n: Notification, sent_at: datetime | None = None) -> dic
         "component": n.component,
         "summary": n.summary,
         "recovered": n.recovered,
+        "remediation": n.remediation,
         "message": n.headline,
         "fingerprint": n.fingerprint,
         "starts_at": iso(n.starts_at),
@@ -177,9 +180,10 @@ class JsonlChannel(_TakesEverything):
 class AppriseChannel(_TakesEverything):
     """Sends each notification to every configured apprise URL (Slack, e-mail, Telegram, ...).
 
-    Title: the notification's headline; body: the description (or what recovered), the runbook
-    and what throttling held back. The notification type follows status and severity, so
-    services that colour by type show a resolved notice green and a critical red.
+    Title: the notification's headline; body: the description (or what recovered), what
+    remediation did, the runbook and what throttling held back. The notification type follows
+    status and severity, so services that colour by type show a resolved notice green and a
+    critical red.
     """
 
     name = "apprise"
@@ -201,6 +205,8 @@ class AppriseChannel(_TakesEverything):
 
     def body(self, n: Notification) -> str:
         lines = [n.recovered if n.status == "resolved" and n.recovered else n.description]
+        if n.remediation:
+            lines.append(n.remediation)
         if n.runbook_url:
             lines.append(f"Runbook: {n.runbook_url}")
         if n.held_back:

@@ -396,6 +396,17 @@ def report_command(
     table.add_row("acknowledged", f"{r['acknowledged']} (never: {r['unacknowledged']})")
     table.add_row("MTTA (notified -> acknowledged)", _seconds(r.get("mtta_seconds")))
     table.add_row("MTTR (started -> resolved)", _seconds(r.get("mttr_seconds")))
+    if "mttr_remediated_seconds" in r:  # a responder older than the split leaves these out
+        table.add_row(
+            "  healed by an action",
+            f"{_seconds(r.get('mttr_remediated_seconds'))} ({r['resolved_remediated']} resolved)",
+        )
+        table.add_row(
+            "  without an action",
+            f"{_seconds(r.get('mttr_unremediated_seconds'))} "
+            f"({r['resolved_unremediated']} resolved)",
+        )
+        table.add_row("remediated (an action done)", str(r["remediated_occurrences"]))
     table.add_row("false-positive share", "-" if share is None else f"{share:.0%}")
     top = ", ".join(f"{t['alertname']} ({t['occurrences']})" for t in r.get("top", []))
     table.add_row("most frequent", top or "-")

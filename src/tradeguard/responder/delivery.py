@@ -15,6 +15,11 @@ Held entries of a (channel, category) whose window has room again go out as one 
 carried by the newest. On stop, everything held goes out whatever the throttle says: a person
 should not learn about a burst only when the responder next starts.
 
+A notification about an alert whose rule names an ``action`` goes out with what remediation did
+about its occurrence (:func:`~tradeguard.responder.notification.remediation_line`), read from
+the history once per pass and occurrence; a failed read is logged and the notification goes out
+without that line rather than not at all.
+
 Delivery is at least once: a responder killed after a channel took a notification but before the
 outcome was written sends it again after its restart (PagerDuty's dedup key makes that harmless
 there; a chat channel shows it twice).
@@ -28,11 +33,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.responder.channels import Channel, ChannelError
-from tradeguard.responder.history.base import HistoryError
+from tradeguard.responder.history.base import ActionAttempt, HistoryError
+from tradeguard.responder.notification import Notification, remediation_line
 from tradeguard.responder.outbox import (
     Attempt,
     AttemptOutcome,
@@ -57,13 +65,54 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class DeliveryStore(OutboxStore, Protocol):
+    """What the sender uses of the history: the outbox, and the remediation attempts a
+    notification reports."""
+
+    def action_attempts(self, fingerprint: str, starts_at: datetime) -> list[ActionAttempt]: ...
+
+
+class RemediationNotes:
+    """The remediation line of each alert occurrence one pass notifies about.
+
+    Read once per pass and occurrence however many channels send it, and only for alerts whose
+    rule names an action. A failed read never holds a notification back: it is logged, and the
+    notification goes out without the line.
+    """
+
+    def __init__(self, store: DeliveryStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()  # the channels' workers ask at once
+        self._lines: dict[tuple[str, datetime, str], str | None] = {}
+
+    def add_to(self, n: Notification) -> Notification:
+        """``n`` with what was done about its occurrence, when anything was."""
+        if n.action is None:
+            return n
+        key = (n.fingerprint, n.starts_at, n.action)
+        with self._lock:
+            if key not in self._lines:
+                self._lines[key] = self._read(n, n.action)
+            line = self._lines[key]
+        return replace(n, remediation=line) if line else n
+
+    def _read(self, n: Notification, action: str) -> str | None:
+        try:
+            return remediation_line(action, self._store.action_attempts(n.fingerprint, n.starts_at))
+        except HistoryError as exc:
+            log.warning("%s goes out without its remediation line: %s", n.headline, exc)
+        except Exception:  # a bug here must not stop the notification either
+            log.exception("%s goes out without its remediation line", n.headline)
+        return None
+
+
 class DeliverySender:
     """Delivers the outbox of ``store`` to ``channels``; one background thread plus one worker
     per channel."""
 
     def __init__(
         self,
-        store: OutboxStore,
+        store: DeliveryStore,
         channels: Sequence[Channel],
         metrics: Metrics,
         throttle: Throttle | None,
@@ -163,6 +212,7 @@ class DeliverySender:
             by_channel[entry.channel].append(entry)
         held_keys = self._held_keys()
         channels = set(by_channel) | {channel for channel, _ in held_keys}
+        notes = RemediationNotes(self.store)
         futures = [
             self._pool.submit(
                 self._channel_pass,
@@ -172,6 +222,7 @@ class DeliverySender:
                 now,
                 lease,
                 force,
+                notes,
             )
             for name in sorted(channels)
         ]
@@ -189,6 +240,7 @@ class DeliverySender:
         now: datetime,
         lease: datetime,
         force: bool,
+        notes: RemediationNotes,
     ) -> list[Outcome]:
         """One channel's share of a pass (runs on that channel's worker)."""
         channel = self.channels.get(name)
@@ -207,7 +259,7 @@ class DeliverySender:
                 to_hold.append(entry.id)
                 continue
             carried = self._claim_held(name, entry.category, now, lease)
-            outcomes.extend(self._deliver(channel, entry, carried, now))
+            outcomes.extend(self._deliver(channel, entry, carried, now, notes))
         if to_hold:
             self._holding = True
             self.store.outbox_hold(to_hold)
@@ -219,7 +271,7 @@ class DeliverySender:
             held = self._claim_held(name, category, now, lease)
             if held:
                 *older, newest = held
-                outcomes.extend(self._deliver(channel, newest, older, now))
+                outcomes.extend(self._deliver(channel, newest, older, now, notes))
         return outcomes
 
     def _held_keys(self) -> list[tuple[str, str]]:
@@ -253,9 +305,14 @@ class DeliverySender:
 
     # ---- one delivery --------------------------------------------------------------------
     def _deliver(
-        self, channel: Channel, entry: OutboxEntry, carried: list[OutboxEntry], now: datetime
+        self,
+        channel: Channel,
+        entry: OutboxEntry,
+        carried: list[OutboxEntry],
+        now: datetime,
+        notes: RemediationNotes,
     ) -> list[Outcome]:
-        notification = entry.notification.carrying([c.notification for c in carried])
+        notification = notes.add_to(entry.notification).carrying([c.notification for c in carried])
         error: str
         retry_after: float | None = None
         permanent = False

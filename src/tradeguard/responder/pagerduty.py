@@ -62,10 +62,15 @@ class PagerDutyChannel:
     def event(self, n: Notification) -> dict[str, Any]:
         """The Events API v2 body for ``n``."""
         if n.status == "resolved":
+            # The Events API takes nothing but the key on a resolve (a payload is ignored), so
+            # what remediation did shows here only on a trigger sent after an attempt; the
+            # resolved notice of the other channels carries it.
             return {"routing_key": self._key, "event_action": "resolve", "dedup_key": n.fingerprint}
         details: dict[str, Any] = {"description": n.description, "labels": dict(n.labels)}
         if n.runbook_url:
             details["runbook_url"] = n.runbook_url
+        if n.remediation:
+            details["remediation"] = n.remediation
         if n.held_back:
             details["held_back_by_throttling"] = list(n.held_back)
         return {

@@ -5,7 +5,9 @@ For a window (the last 7 days by default) over every alert occurrence the respon
 - **alert rate**: occurrences per day, and per 8-hour operator shift;
 - **MTTA**, mean time to acknowledge: from the first firing notice the responder received (when
   a person could first see it) to the first acknowledgement;
-- **MTTR**, mean time to resolve: the alert's own duration, ``endsAt - startsAt``;
+- **MTTR**, mean time to resolve: the alert's own duration, ``endsAt - startsAt``; and split
+  in two, the resolved occurrences a remediation action healed (an attempt ended ``done``) and
+  the others (no attempt, or none done), so the report shows what the actions are worth;
 - **false-positive share**: of the acknowledged occurrences, those marked false positive;
 - **unacknowledged**: how many fired and were never acknowledged (the alerts nobody read);
 - the most frequent alerts, the first candidates for tuning.
@@ -37,6 +39,10 @@ class EffectivenessReport:
     mttr_seconds: float | None  # None when nothing resolved
     false_positive_share: float | None  # of acknowledged; None when nothing was acknowledged
     top: list[tuple[str, int]]
+    remediated_occurrences: int = 0  # those a remediation action ended done for (resolved or not)
+    resolved_remediated: int = 0  # of the resolved, those healed by an action
+    mttr_remediated_seconds: float | None = None  # over resolved_remediated; None if none
+    mttr_unremediated_seconds: float | None = None  # over the other resolved; None if none
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -52,7 +58,22 @@ class EffectivenessReport:
             "mttr_seconds": self.mttr_seconds,
             "false_positive_share": self.false_positive_share,
             "top": [{"alertname": name, "occurrences": n} for name, n in self.top],
+            "remediated_occurrences": self.remediated_occurrences,
+            "resolved_remediated": self.resolved_remediated,
+            "resolved_unremediated": self.resolved - self.resolved_remediated,
+            "mttr_remediated_seconds": self.mttr_remediated_seconds,
+            "mttr_unremediated_seconds": self.mttr_unremediated_seconds,
         }
+
+
+def _mean_duration(occurrences: list[Occurrence]) -> float | None:
+    """The mean of ``endsAt - startsAt`` over resolved ``occurrences``; None if there are none."""
+    lasted = [
+        max(0.0, (o.ends_at - o.starts_at).total_seconds())
+        for o in occurrences
+        if o.ends_at is not None
+    ]
+    return fmean(lasted) if lasted else None
 
 
 def effectiveness(
@@ -68,11 +89,7 @@ def effectiveness(
         for o in acked
         if o.ack is not None
     ]
-    mttr = [
-        max(0.0, (o.ends_at - o.starts_at).total_seconds())
-        for o in resolved
-        if o.ends_at is not None
-    ]
+    healed = [o for o in resolved if o.remediated]
     false_positives = sum(1 for o in acked if o.ack is not None and o.ack.false_positive)
     return EffectivenessReport(
         since=since,
@@ -83,7 +100,11 @@ def effectiveness(
         acknowledged=len(acked),
         resolved=len(resolved),
         mtta_seconds=fmean(mtta) if mtta else None,
-        mttr_seconds=fmean(mttr) if mttr else None,
+        mttr_seconds=_mean_duration(resolved),
         false_positive_share=false_positives / len(acked) if acked else None,
         top=Counter(o.alertname for o in window).most_common(TOP),
+        remediated_occurrences=sum(1 for o in window if o.remediated),
+        resolved_remediated=len(healed),
+        mttr_remediated_seconds=_mean_duration(healed),
+        mttr_unremediated_seconds=_mean_duration([o for o in resolved if not o.remediated]),
     )

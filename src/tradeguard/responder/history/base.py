@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tradeguard.errors import TradeguardError
+from tradeguard.remediation.registry import UNDO_ACTIONS
 from tradeguard.responder.events import AlertEvent, iso
 from tradeguard.responder.history.actions import ActionAttempt as ActionAttempt  # re-exported
 from tradeguard.responder.history.actions import ActionAudit
@@ -82,9 +83,17 @@ FINISHED_STATES = ("sent", "merged", "dead")
 # (fingerprint, starts_at, status) is unique, so an occurrence has one firing row, at most one
 # resolved row and at most one ack: the joins add no rows, and only the window's occurrences
 # (through the received_at index) are read, not every resolved event and ack ever stored.
+# ``remediated``: a remediation action ended ``done`` for the occurrence (its undo, run once
+# the alert resolved, does not count), looked up through the audit's unique key.
+_UNDOS = ", ".join(f"'{name}'" for name in UNDO_ACTIONS)
 OCCURRENCES_SQL = f"""
 SELECT f.fingerprint, f.starts_at, f.alertname, f.severity, f.received_at, r.ends_at,
-       a.acked_at, a.acked_by, a.false_positive, a.note
+       a.acked_at, a.acked_by, a.false_positive, a.note,
+       EXISTS (
+         SELECT 1 FROM {REMEDIATION} m
+         WHERE m.fingerprint = f.fingerprint AND m.starts_at = f.starts_at
+           AND m.outcome = 'done' AND m.action NOT IN ({_UNDOS})
+       ) AS remediated
 FROM {TABLE} f
 LEFT JOIN {TABLE} r ON r.fingerprint = f.fingerprint AND r.starts_at = f.starts_at
     AND r.status = 'resolved'
@@ -186,6 +195,7 @@ class Occurrence:
     notified_at: datetime  # when the responder first received it firing
     ends_at: datetime | None  # from its resolved event
     ack: Ack | None
+    remediated: bool = False  # a remediation action ended done for it (healed by an action)
 
 
 class HistoryError(TradeguardError):
@@ -465,7 +475,7 @@ class SQLHistoryReads(ABC):
     def occurrences(self, since: datetime) -> list[Occurrence]:
         rows = self._query(OCCURRENCES_SQL.format(ph=self.placeholder), (self._to_db_time(since),))
         found = []
-        for fingerprint, starts, name, severity, received, ends, acked, by, fp, note in rows:
+        for fingerprint, starts, name, severity, received, ends, acked, by, fp, note, cured in rows:
             starts_at = self._time(starts)
             ack = (
                 Ack(fingerprint, starts_at, self._time(acked), by, bool(fp), note)
@@ -481,6 +491,7 @@ class SQLHistoryReads(ABC):
                     self._time(received),
                     self._time(ends) if ends is not None else None,
                     ack,
+                    bool(cured),
                 )
             )
         return sorted(found, key=lambda o: o.notified_at)
