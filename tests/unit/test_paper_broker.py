@@ -142,3 +142,19 @@ def test_knobs_update_validates() -> None:
         knobs.update({"speed": 1})
     with pytest.raises(ValueError, match=">= 0"):
         knobs.update({"latency": -1})
+
+
+def test_a_dead_session_fails_every_order_until_the_client_connects_again() -> None:
+    """The venue dropped the session without a word: the client still thinks it is connected,
+    every order fails, and only a new connection (what reconnect_broker does) trades again."""
+    broker = PaperBroker(BrokerKnobs(latency=0, jitter=0))
+    broker.connect()
+    assert broker.place_order(Order("o1", "a", "EURUSD", "buy", 1.0, 1.0)).volume == 1.0
+    dropped_at = time.time()
+    broker.knobs.update({"dead_sessions_before": dropped_at})
+    for i in range(3):
+        with pytest.raises(BrokerError, match="session is dead"):
+            broker.place_order(Order(f"d{i}", "a", "EURUSD", "buy", 1.0, 1.0))
+    assert broker.connected, "nothing tells the client"
+    broker.connect()  # a new session, opened after the drop
+    assert broker.place_order(Order("o2", "a", "EURUSD", "buy", 1.0, 1.0)).volume == 1.0

@@ -8,6 +8,8 @@ DEFAULT_TOUR = (
     "signal-backlog",
     "execution-failures",
     "broker-disconnect",
+    # Healed without a human: the responder's remediation reconnects the broker.
+    "broker-session-dead",
     "leader-kill",
     "slippage-spike",
     "broker-slow",

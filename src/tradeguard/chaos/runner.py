@@ -33,6 +33,10 @@ class ScenarioResult:
     resolved_after: float | None = None  # seconds from undo to the resolved notice
     notifications: int = 0
     error: str = ""
+    # Self-healing scenarios: the action that healed the fault (done in the responder's audit)
+    # and seconds from the firing notice to the resolved one, with nobody undoing the fault.
+    healed_by: str | None = None
+    healed_after: float | None = None
 
     @property
     def caught(self) -> bool:
@@ -52,6 +56,10 @@ class ResponderView:
 
     def events(self, alertname: str) -> list[dict[str, Any]]:
         return self.client.history(alertname=alertname, limit=HISTORY_LIMIT)
+
+    def actions(self, alertname: str) -> list[dict[str, Any]]:
+        """The remediation attempts the responder recorded for ``alertname``, newest first."""
+        return self.client.actions(alertname=alertname, limit=HISTORY_LIMIT)
 
     def close(self) -> None:
         self.client.close()
@@ -111,7 +119,12 @@ def run_scenario(
     on_progress: Callable[[str], None] | None = None,
     wait_resolved: bool = True,
     ready_timeout: float = 120.0,
+    heal_timeout: float = 120.0,
 ) -> ScenarioResult:
+    """Inject ``scenario``, wait for its alert, then undo the fault and wait for the resolved
+    notice. A self-healing scenario (``heals_with``) is not undone when its alert fires: the
+    runner waits (up to ``heal_timeout``) for the responder's remediation to resolve it, and
+    only then tidies up; one that does not heal in time is undone as any other."""
     say = on_progress or (lambda _m: None)
     view = view_for(stack, scenario, view)
     if scenario.ready is not None:
@@ -132,16 +145,51 @@ def run_scenario(
         else:
             where = "the bypass sink" if scenario.observed_at == "bypass" else "the responder"
             result.error = f"{scenario.alert} did not reach {where} in {fire_timeout:.0f}s"
+        if scenario.heals_with is not None and result.caught:
+            say(f"{scenario.name}: fired; nobody undoes it, waiting for {scenario.heals_with}")
+            wait_healed(result, scenario.heals_with, view, heal_timeout)
     finally:
-        scenario.undo(stack)
+        scenario.undo(stack)  # for a healed scenario: tidying up what the injection left
         result.undone_at = time.time()
     say(
         f"{scenario.name}: undone"
         + (f" after firing in {result.fired_after:.1f}s" if result.fired_after is not None else "")
     )
-    if wait_resolved and result.caught:
+    if result.healed_after is not None:
+        count_notifications(result, view)  # resolved already, by the remediation
+    elif wait_resolved and result.caught:
         finish_resolution(result, view, resolve_timeout)
     return result
+
+
+def wait_healed(result: ScenarioResult, action: str, view: AlertView, timeout: float) -> None:
+    """Until the alert resolves with the fault still in place (bounded): then the action the
+    responder's audit shows done for it is what healed it."""
+    assert result.fired_after is not None
+    fired_at = result.injected_at + result.fired_after
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        resolved = _first(view.events(result.alert), "resolved", fired_at)
+        if resolved is not None:
+            result.healed_after = _ts(resolved["received_at"]) - fired_at
+            break
+        time.sleep(0.5)
+    else:
+        result.error = f"{result.alert} did not heal by itself in {timeout:.0f}s"
+        return
+    read_actions = getattr(view, "actions", None)
+    attempts = read_actions(result.alert) if callable(read_actions) else []
+    done = [
+        a
+        for a in attempts
+        if a.get("action") == action
+        and a.get("outcome") == "done"
+        and _ts(a.get("decided_at")) >= result.injected_at
+    ]
+    if done:
+        result.healed_by = action
+    else:
+        result.error = f"{result.alert} resolved, but not by {action} (audit: {attempts[:3]})"
 
 
 def finish_resolution(result: ScenarioResult, view: AlertView, timeout: float) -> None:
@@ -155,6 +203,10 @@ def finish_resolution(result: ScenarioResult, view: AlertView, timeout: float) -
             result.resolved_after = _ts(resolved["received_at"]) - result.undone_at
             break
         time.sleep(0.5)
+    count_notifications(result, view)
+
+
+def count_notifications(result: ScenarioResult, view: AlertView) -> None:
     result.notifications = sum(
         1 for e in view.events(result.alert) if _ts(e.get("received_at")) >= result.injected_at
     )

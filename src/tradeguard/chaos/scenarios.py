@@ -9,6 +9,7 @@ DuckDB disk is made to look full through an override file instead of filling a r
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -24,8 +25,9 @@ from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
 from tradeguard.errors import TradeguardError
 from tradeguard.net import LOOPBACK
 from tradeguard.responder.client import ResponderUnavailable
+from tradeguard.stack.render import ensure_token
 from tradeguard.stack.stack import Stack
-from tradeguard.stack.status import read_responder_health
+from tradeguard.stack.status import read_responder_health, responder_client
 
 LOW_DISK_BYTES = 512 * 1024 * 1024  # below DuckDBDiskSpaceLow's 1 GiB threshold
 
@@ -49,6 +51,9 @@ class Scenario:
     # Checked before the fault goes in (bounded wait): a scenario whose alert is still firing
     # from the one before cannot fire again, so it waits until the stack has recovered.
     ready: Callable[[Stack], bool] | None = None
+    # A fault the responder's remediation heals with this action, nobody undoing it: the
+    # runner leaves it in place after the alert fires (``undo`` then only tidies up).
+    heals_with: str | None = None
 
 
 def _knobs(**values: float) -> Callable[[Stack], None]:
@@ -56,6 +61,12 @@ def _knobs(**values: float) -> Callable[[Stack], None]:
         set_broker_knobs(make_client(stack.layout.redis_url(Layer.SIGNAL_STREAM)), Keys(), **values)
 
     return inject
+
+
+def _kill_broker_sessions(stack: Stack) -> None:
+    """The venue drops every open session without telling the clients: each engine's orders
+    fail on it until the engine connects again."""
+    _knobs(dead_sessions_before=time.time())(stack)
 
 
 def _reset_knobs(stack: Stack) -> None:
@@ -139,6 +150,19 @@ def _disk(low: bool) -> Callable[[Stack], None]:
     return act
 
 
+def _not_firing(alert: str) -> Callable[[Stack], bool]:
+    """Ready when ``alert`` does not fire (an earlier scenario's occurrence has resolved)."""
+
+    def ready(stack: Stack) -> bool:
+        try:
+            with responder_client(stack.layout, ensure_token(stack.layout)) as client:
+                return all(a.get("alertname") != alert for a in client.firing())
+        except ResponderUnavailable:
+            return False
+
+    return ready
+
+
 def alert_path_ok(stack: Stack) -> bool:
     """The responder hears Watchdog again (its dead man's switch reports the path ok)."""
     try:
@@ -197,6 +221,18 @@ SCENARIOS: dict[str, Scenario] = {
             "DuckDBDiskSpaceLow",
             _disk(True),
             _disk(False),
+        ),
+        # Faults remediation heals: nobody undoes them; the alert's action does.
+        Scenario(
+            "broker-session-dead",
+            "The venue drops the engines' broker sessions silently: every order fails until "
+            "an engine reconnects; nobody restarts anything.",
+            "TradeExecutionFailures",
+            _kill_broker_sessions,
+            _reset_knobs,
+            heals_with="reconnect_broker",
+            ready=_not_firing("TradeExecutionFailures"),
+            notes=["resolves once its 1 m failure window has passed after the reconnect"],
         ),
         Scenario(
             "redis-down",

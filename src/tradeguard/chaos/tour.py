@@ -45,6 +45,7 @@ def _table(
         "expected alert",
         "fired after",
         "resolved after",
+        "healed by",
         "notifications",
         "signals lost",
         "signals duplicated",
@@ -53,7 +54,10 @@ def _table(
     )
     for r in results:
         fired = f"{r.fired_after:.1f}s" if r.fired_after is not None else "[red]not caught[/]"
-        if r.resolved_after is not None:
+        healed = r.healed_by or "—"
+        if r.healed_after is not None:
+            resolved = f"{r.healed_after:.1f}s"
+        elif r.resolved_after is not None:
             resolved = f"{r.resolved_after:.1f}s"
         elif r.caught and audit_ is not None:
             resolved = f"[yellow]> {resolve_cap:.0f}s[/]"
@@ -63,9 +67,9 @@ def _table(
             resolved = "—"
         lost = str(len(audit_.lost)) if audit_ else "…"
         dup = str(len(audit_.duplicated)) if audit_ else "…"
-        table.add_row(r.name, r.alert, fired, resolved, str(r.notifications), lost, dup)
+        table.add_row(r.name, r.alert, fired, resolved, healed, str(r.notifications), lost, dup)
     if pending:
-        table.add_row(pending, "…", "[cyan]running[/]", "", "", "", "")
+        table.add_row(pending, "…", "[cyan]running[/]", "", "", "", "", "")
     return table
 
 
@@ -147,7 +151,12 @@ def run_tour(
         f"publish errors surfaced to the caller: {gen.report.errors}"
     )
     for r in results:
-        if r.caught and r.resolved_after is None:
+        if r.healed_by is not None:
+            console.print(
+                f"{r.name}: healed by {r.healed_by} {r.healed_after:.1f}s after it fired, "
+                "nobody undoing the fault"
+            )
+        elif r.caught and r.resolved_after is None:
             notes = "; ".join(SCENARIOS[r.name].notes) or "still firing"
             console.print(f"{r.name}: not resolved within {resolve_cap:.0f}s of the undo ({notes})")
         if r.error:

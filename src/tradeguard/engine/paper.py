@@ -50,6 +50,9 @@ class BrokerKnobs:
     visibility_delay: float = 0.0  # lookup shows a fill only this long after it executed
     lookup_failure_rate: float = 0.0  # share of lookups that raise BrokerDisconnected
     reconnect_block: float = 0.0  # seconds connect() blocks before it succeeds
+    # A session opened before this unix time is dead at the venue: every order on it fails
+    # (a half-open connection the client cannot see) until the client connects again.
+    dead_sessions_before: float = 0.0
     forgiving: float = 0.0  # 1: drop repeated client order ids, no late fills (hides bugs)
 
     def max_in_flight(self) -> float:
@@ -238,6 +241,7 @@ class PaperBroker:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._connected = False
+        self._session_opened_at = 0.0
 
     @property
     def connected(self) -> bool:
@@ -249,11 +253,15 @@ class PaperBroker:
     def connect(self) -> None:
         if self.knobs.reconnect_block:
             time.sleep(self.knobs.reconnect_block)
+        self._session_opened_at = time.time()
         self._connected = True
 
     def place_order(self, order: Order) -> Fill:
         if not self._connected:
             raise BrokerNotConnected("not connected")
+        if self._session_opened_at < self.knobs.dead_sessions_before:
+            self.book.attempt(order.client_order_id)  # it reached the venue, which refused it
+            raise BrokerError(f"order {order.client_order_id} failed: the session is dead")
         with self._lock:  # draws in a fixed order per order: same seed, same outcomes
             k = self.knobs
             delay = max(0.0, k.latency + self._rng.uniform(-k.jitter, k.jitter))

@@ -1,0 +1,91 @@
+"""End to end: faults that heal without a human, on the real stack.
+
+The fault stays in place: nobody undoes it. Prometheus fires the alert, Alertmanager routes it,
+the responder's remediation issues the rule's action, an engine carries it out, and the alert
+resolves. The same fault with the action turned off stays firing for longer than it took to
+heal, until a person undoes it. Every step is read from the responder's audit and metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tradeguard.bus.commands import turn_off, turn_on
+from tradeguard.bus.connection import make_client
+from tradeguard.bus.keys import Keys
+from tradeguard.chaos.runner import run_scenario
+from tradeguard.chaos.scenarios import SCENARIOS
+from tradeguard.config import Layer
+
+from .conftest import LiveStack
+
+pytestmark = pytest.mark.e2e
+
+HEAL_TIMEOUT = 120.0  # the alert's 1 m failure window plus the path's few seconds, twice over
+
+
+def remediation_counter(live: LiveStack, action: str, outcome: str) -> float:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{live.layout.responder_url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "tradeguard_remediation_actions_total"
+                and sample.labels.get("action") == action
+                and sample.labels.get("outcome") == outcome
+            ):
+                return float(sample.value)
+    return 0.0
+
+
+def attempts(live: LiveStack, alert: str, action: str, outcome: str) -> list[dict[str, Any]]:
+    """The responder's audit rows of ``action`` for ``alert`` that ended ``outcome``."""
+    return [
+        a for a in live.view.actions(alert) if a["action"] == action and a["outcome"] == outcome
+    ]
+
+
+def test_a_dead_broker_session_heals_by_itself(live_stack: LiveStack) -> None:
+    scenario = SCENARIOS["broker-session-dead"]
+    assert scenario.heals_with == "reconnect_broker"
+    before = remediation_counter(live_stack, "reconnect_broker", "done")
+    result = run_scenario(
+        live_stack.stack, scenario, live_stack.view, fire_timeout=60, heal_timeout=HEAL_TIMEOUT
+    )
+    assert result.caught, result.error
+    assert result.healed_by == "reconnect_broker", result.error
+    assert result.healed_after is not None and result.healed_after < HEAL_TIMEOUT
+    done = attempts(live_stack, scenario.alert, "reconnect_broker", "done")
+    assert done and done[0]["verdict"] == "run" and done[0]["detail"]
+    assert remediation_counter(live_stack, "reconnect_broker", "done") > before
+    live_stack.results["healed_after"] = result.healed_after
+
+
+def test_the_same_fault_with_the_action_off_stays_firing_until_a_person_acts(
+    live_stack: LiveStack,
+) -> None:
+    scenario = SCENARIOS["broker-session-dead"]
+    healed_after = live_stack.results.get("healed_after")
+    assert isinstance(healed_after, float), "runs after the healing test"
+    redis = make_client(live_stack.layout.redis_url(Layer.SIGNAL_STREAM))
+    turn_off(redis, Keys(), "reconnect_broker")
+    try:
+        result = run_scenario(
+            live_stack.stack,
+            scenario,
+            live_stack.view,
+            fire_timeout=60,
+            heal_timeout=healed_after + 15,  # longer than it took to heal with the action on
+            resolve_timeout=150,
+        )
+    finally:
+        turn_on(redis, Keys(), "reconnect_broker")
+    assert result.caught, result.error
+    assert result.healed_by is None and "did not heal by itself" in result.error
+    assert result.resolved_after is not None, "a person's undo resolves it"
+    skipped = attempts(live_stack, scenario.alert, "reconnect_broker", "skipped")
+    assert skipped, "the audit says why nothing was done"
