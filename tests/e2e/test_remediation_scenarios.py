@@ -18,6 +18,7 @@ from tradeguard.bus.keys import Keys
 from tradeguard.chaos.runner import run_scenario
 from tradeguard.chaos.scenarios import SCENARIOS
 from tradeguard.config import Layer
+from tradeguard.process import wait_until
 
 from .conftest import LiveStack
 
@@ -89,3 +90,23 @@ def test_the_same_fault_with_the_action_off_stays_firing_until_a_person_acts(
     assert result.resolved_after is not None, "a person's undo resolves it"
     skipped = attempts(live_stack, scenario.alert, "reconnect_broker", "skipped")
     assert skipped, "the audit says why nothing was done"
+
+
+def test_a_full_duckdb_disk_is_contained_and_writes_resume_when_space_is_back(
+    live_stack: LiveStack,
+) -> None:
+    """Remediation cannot free a disk: it stops the engine's DuckDB writes (results wait in
+    the stream) before a person frees space; once the alert resolves, writes resume."""
+    scenario = SCENARIOS["duckdb-disk-low"]
+    assert scenario.contained_by == "stop_duckdb_writes"
+    result = run_scenario(
+        live_stack.stack, scenario, live_stack.view, fire_timeout=60, heal_timeout=60
+    )
+    assert result.caught, result.error
+    assert result.contained_by == "stop_duckdb_writes", result.error
+    assert result.resolved_after is not None, "freeing the space resolves it"
+    wait_until(
+        lambda: bool(attempts(live_stack, scenario.alert, "resume_duckdb_writes", "done")),
+        30,
+        "the responder to resume DuckDB writes after the resolution",
+    )

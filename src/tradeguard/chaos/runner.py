@@ -37,6 +37,9 @@ class ScenarioResult:
     # and seconds from the firing notice to the resolved one, with nobody undoing the fault.
     healed_by: str | None = None
     healed_after: float | None = None
+    # Contained scenarios: the action done before the fault was undone (its undo follows the
+    # resolution).
+    contained_by: str | None = None
 
     @property
     def caught(self) -> bool:
@@ -148,6 +151,9 @@ def run_scenario(
         if scenario.heals_with is not None and result.caught:
             say(f"{scenario.name}: fired; nobody undoes it, waiting for {scenario.heals_with}")
             wait_healed(result, scenario.heals_with, view, heal_timeout)
+        elif scenario.contained_by is not None and result.caught:
+            say(f"{scenario.name}: fired; waiting for {scenario.contained_by}")
+            wait_contained(result, scenario.contained_by, view, heal_timeout)
     finally:
         scenario.undo(stack)  # for a healed scenario: tidying up what the injection left
         result.undone_at = time.time()
@@ -177,19 +183,35 @@ def wait_healed(result: ScenarioResult, action: str, view: AlertView, timeout: f
     else:
         result.error = f"{result.alert} did not heal by itself in {timeout:.0f}s"
         return
+    if done_actions(view, result.alert, action, result.injected_at):
+        result.healed_by = action
+    else:
+        result.error = f"{result.alert} resolved, but not by {action} (no such action done)"
+
+
+def done_actions(view: AlertView, alert: str, action: str, since: float) -> list[dict[str, Any]]:
+    """The audit's attempts of ``action`` for ``alert`` decided since ``since`` that ended
+    ``done`` (none for a view without an audit, such as the bypass sink)."""
     read_actions = getattr(view, "actions", None)
-    attempts = read_actions(result.alert) if callable(read_actions) else []
-    done = [
+    attempts = read_actions(alert) if callable(read_actions) else []
+    return [
         a
         for a in attempts
         if a.get("action") == action
         and a.get("outcome") == "done"
-        and _ts(a.get("decided_at")) >= result.injected_at
+        and _ts(a.get("decided_at")) >= since
     ]
-    if done:
-        result.healed_by = action
-    else:
-        result.error = f"{result.alert} resolved, but not by {action} (audit: {attempts[:3]})"
+
+
+def wait_contained(result: ScenarioResult, action: str, view: AlertView, timeout: float) -> None:
+    """Until the responder's audit shows ``action`` done for the alert (bounded)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if done_actions(view, result.alert, action, result.injected_at):
+            result.contained_by = action
+            return
+        time.sleep(0.5)
+    result.error = f"{action} was not done for {result.alert} within {timeout:.0f}s"
 
 
 def finish_resolution(result: ScenarioResult, view: AlertView, timeout: float) -> None:

@@ -54,6 +54,9 @@ class Scenario:
     # A fault the responder's remediation heals with this action, nobody undoing it: the
     # runner leaves it in place after the alert fires (``undo`` then only tidies up).
     heals_with: str | None = None
+    # A fault remediation contains but cannot end (a full disk): the runner waits for this
+    # action to be done before a person undoes the fault, and for its undo after.
+    contained_by: str | None = None
 
 
 def _knobs(**values: float) -> Callable[[Stack], None]:
@@ -221,6 +224,8 @@ SCENARIOS: dict[str, Scenario] = {
             "DuckDBDiskSpaceLow",
             _disk(True),
             _disk(False),
+            contained_by="stop_duckdb_writes",
+            notes=["writes stop on the responder's command and resume when space is back"],
         ),
         # Faults remediation heals: nobody undoes them; the alert's action does.
         Scenario(

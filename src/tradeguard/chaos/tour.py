@@ -54,7 +54,7 @@ def _table(
     )
     for r in results:
         fired = f"{r.fired_after:.1f}s" if r.fired_after is not None else "[red]not caught[/]"
-        healed = r.healed_by or "—"
+        healed = r.healed_by or (f"{r.contained_by} (contained)" if r.contained_by else "—")
         if r.healed_after is not None:
             resolved = f"{r.healed_after:.1f}s"
         elif r.resolved_after is not None:
