@@ -4,9 +4,11 @@ in-memory ledger and Redis lease on a clock the test moves. No processes, no sle
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
+from tradeguard.errors import ConfigError
 from tradeguard.ha.coordinator import Coordinator
 from tradeguard.ha.decide import (
     Action,
@@ -17,6 +19,7 @@ from tradeguard.ha.decide import (
     Role,
     Snapshot,
     decide,
+    hold_until_after,
     renews,
 )
 from tradeguard.ha.lease import LeaseUnavailable
@@ -193,6 +196,42 @@ def test_leaving_beats_everything_else() -> None:
     # Past the deadline with a dead engine and no Redis: the deadline decides, nothing released.
     s = leader(last_db_ok=NOW - 4, able=False, renewed=None, row=row("a"), redis_error="x")
     assert decide(s, CFG) == Decision(Action.DEMOTE_DEADLINE, mode=Mode.DB_ONLY, split_brain=False)
+
+
+def test_a_replica_that_stepped_down_on_request_holds_off_a_free_lease() -> None:
+    held = follower(row=row("b", left=-1), redis_holder=None, hold_until=NOW + 4.0)
+    d = decide(held, CFG)
+    assert d == Decision(Action.HOLD_OFF, KeyAction.KEEP, Mode.NORMAL, split_brain=False)
+    assert "4.00s more" in d.why
+    # A Redis key we still hold goes, as for any follower.
+    assert decide(replace(held, redis_holder="a"), CFG).key is KeyAction.DROP
+    # At the end of the hold-off (availability first) it takes the lease like anyone.
+    assert decide(replace(held, now=NOW + 4.0), CFG).action is Action.ACQUIRE
+    assert decide(replace(held, hold_until=float("-inf")), CFG).action is Action.ACQUIRE
+    # The hold-off changes nothing while someone leads, and is no reason to lead when we may not.
+    assert decide(replace(held, row=row("b")), CFG).action is Action.FOLLOW
+    assert decide(replace(held, eligible=False), CFG).action is Action.NO_LEADER
+    assert decide(replace(held, able=False), CFG).action is Action.NO_LEADER
+
+
+def test_the_hold_off_ends_once_another_replica_leads() -> None:
+    held = follower(row=row("b"), hold_until=NOW + 4.0)
+    assert hold_until_after(held) == float("-inf")  # b took over: the demotion did its job
+    # Nobody leads yet, our own lease still runs, or the ledger did not answer: it runs on.
+    for s in (
+        replace(held, row=row("b", left=-1)),
+        replace(held, row=row("a", token="old")),
+        replace(held, row=None, ledger_error="timeout"),
+    ):
+        assert hold_until_after(s) == NOW + 4.0
+
+
+def test_the_hold_off_defaults_to_two_ttls() -> None:
+    assert CFG.hold_off is None and CFG.hold_off_seconds == 10.0
+    assert HAConfig("a", ttl=3.0, renew_interval=0.2, renew_deadline=1.5).hold_off_seconds == 6.0
+    assert HAConfig("a", hold_off=0.0).hold_off_seconds == 0.0
+    with pytest.raises(ConfigError, match="hold-off"):
+        HAConfig("a", hold_off=-1.0)
 
 
 def test_decisions_compare_without_their_explanation() -> None:
@@ -484,6 +523,49 @@ def test_step_down_drains_before_it_releases_and_demotes(world: World) -> None:
     assert seen == [(True, True, False)]  # drained under our term, taking no new work
     assert not c.draining and not c.is_leader
     assert world.ledger.lease_until == world.clock.now
+
+
+def test_a_requested_step_down_leaves_the_lease_to_another_replica(world: World) -> None:
+    a = leading(world)
+    b = world.coordinator("b")
+    world.ticked(b)
+    assert not b.is_leader
+    assert a.step_down("demote_leader command 1")
+    assert a.hold_until == world.clock.now + 10.0
+    # a ticks first, and again: the free lease is not its to take back.
+    for _ in range(2):
+        calls = world.ticked(a, 0.1)
+        assert "ledger.try_acquire" not in calls and not a.is_leader
+    assert a._decision is not None and a._decision.action is Action.HOLD_OFF
+    world.ticked(b, 0.1)
+    assert b.is_leader and b.epoch == 2 and world.ledger.holder == "b"
+    # a sees b lead: the hold-off is over (b failing later is an ordinary failover).
+    world.ticked(a, 0.1)
+    assert a.hold_until == float("-inf") and not a.is_leader
+
+
+def test_with_no_other_replica_the_one_that_stepped_down_leads_again(world: World) -> None:
+    c = leading(world)
+    assert c.step_down("demote_leader command 1")
+    stepped_down_at = world.clock.now
+    for _ in range(9):
+        assert "ledger.try_acquire" not in world.ticked(c, 1.0)
+        assert not c.is_leader, world.clock.now - stepped_down_at
+    world.ticked(c, 1.0)  # two TTLs later, still nobody else: availability first
+    assert world.clock.now == stepped_down_at + 10.0
+    assert c.is_leader and c.epoch == 2 and c.may_execute()
+
+
+def test_an_engine_failure_or_a_follower_step_down_sets_no_hold_off(world: World) -> None:
+    c = leading(world)
+    world.able = False
+    world.ticked(c, 1.0)  # STEP_DOWN_ENGINE: released without a request
+    assert not c.is_leader and c.hold_until == float("-inf")
+    world.able = True
+    world.ticked(c, 1.0)
+    assert c.is_leader
+    b = world.coordinator("b")
+    assert not b.step_down("not the leader") and b.hold_until == float("-inf")
 
 
 def test_holds_term_needs_the_lease_to_outlast_the_margin(world: World) -> None:

@@ -19,6 +19,12 @@ The fenced completion comes first and the result, the account state and the ack 
 replica whose term ended writes nothing. Any exception while handling one entry is that
 entry's; after ``poison_deliveries`` deliveries it is dead-lettered as ``poison`` and trading
 goes on. Redis error replies about the server's state (READONLY, OOM, ...) back off and retry.
+
+Progress shows in ``tradeguard_engine_loop_heartbeat_timestamp_seconds``: set on every pass of
+the loop (leading or not, paused or not) and before each entry of a batch, so a slow broker
+does not look like a hung one. It stops while the loop hangs (a broker call that never returns,
+a deadlock) or stands still on a stall the runtime control asked for (chaos), and the HA
+coordinator beside it keeps the lease all the same: ``LeaderEngineStuck`` watches for that.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -69,6 +76,15 @@ Checkpoint = Literal["before_intent", "after_intent", "after_fill"]
 
 EXPIRED_MARK = b"expired"  # what a done action that was dead-lettered as expired records
 
+# consumer -> seconds the loop must still stand still (0: go on). The runtime control's
+# ``stall_remaining``; a chaos knob that simulates a hung call in the loop.
+StallSource = Callable[[str], float]
+STALL_TICK = 0.1  # seconds a stalled loop sleeps between two looks at its stall
+
+
+def _never_stalled(consumer: str) -> float:
+    return 0.0
+
 
 @dataclass
 class EngineConfig:
@@ -109,7 +125,10 @@ class Engine:
         broker: Broker,
         fence: Fence,
         metrics: Metrics | None = None,
+        stall: StallSource | None = None,
     ) -> None:
+        """``stall`` says how long the loop must stand still; by default the fence's own
+        ``stall_remaining`` when it has one (the runtime control's fence), else never."""
         self.config = config
         self.signals = signals
         self.results = results
@@ -129,6 +148,10 @@ class Engine:
         self._sent_at: dict[str, float] = {}
         self._parked: dict[bytes, Parked] = {}
         self._busy = threading.Lock()  # held while one entry is handled: drain waits on it
+        fence_stall: StallSource = getattr(fence, "stall_remaining", _never_stalled)
+        self._stall: StallSource = stall if stall is not None else fence_stall
+        self._stalled = False
+        self._heartbeat = metrics.engine_loop_heartbeat if metrics is not None else None
         if metrics is not None:
             m = metrics
             self._received = {a: m.signals_received.labels(a) for a in ACTIONS}
@@ -148,9 +171,13 @@ class Engine:
     def run(self, stop: threading.Event) -> None:
         """Process until ``stop`` is set; ride out Redis and broker outages with backoff."""
         backoff = 0.05
+        self._beat()
         self._connect_broker()
         self._ensure_group(stop)
         while not stop.is_set():
+            if self._stand_still(stop):
+                continue
+            self._beat()
             try:
                 if not self.fence.may_execute():
                     self._set_paused(True)
@@ -193,9 +220,35 @@ class Engine:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
 
+    def _beat(self) -> None:
+        """The loop made progress: one ``set(time.time())``."""
+        if self._heartbeat is not None:
+            self._heartbeat.set(time.time())
+
+    def _stand_still(self, stop: threading.Event) -> bool:
+        """Whether the loop is stalled (the runtime control's chaos knob): then it sleeps a
+        little, outside ``_busy`` (holding no entry, so a drain or a broker reconnect goes
+        through at once), without a heartbeat, and the caller looks again."""
+        left = self._stall(self.config.consumer)
+        if left <= 0.0:
+            if self._stalled:
+                self._stalled = False
+                log.warning("engine loop %s: the stall is over", self.config.consumer)
+            return False
+        if not self._stalled:
+            self._stalled = True
+            log.warning(
+                "engine loop %s: stalled by the runtime control for %.1fs (simulated hung call)",
+                self.config.consumer,
+                left,
+            )
+        stop.wait(min(left, STALL_TICK))
+        return True
+
     def _ensure_group(self, stop: threading.Event) -> None:
         backoff = 0.2
         while not stop.is_set():
+            self._beat()  # waiting for Redis is not a hang: the Redis alerts say it
             try:
                 self.signals.ensure_group()
                 return
@@ -267,6 +320,7 @@ class Engine:
         for entry in entries:
             if not self.fence.may_execute():
                 raise FenceLost("leadership lost mid-batch")
+            self._beat()  # a batch of slow orders is progress, not a hang
             self._handle_one(entry)
         if now - self._last_trim >= 5.0:
             self._last_trim = now
@@ -339,6 +393,11 @@ class Engine:
     @property
     def parked(self) -> int:
         return len(self._parked)
+
+    @property
+    def stalled(self) -> bool:
+        """The loop stands still on a stall the runtime control asked for."""
+        return self._stalled
 
     # ---- one entry -----------------------------------------------------------------------
     def _handle_one(self, entry: Entry) -> None:

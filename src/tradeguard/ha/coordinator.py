@@ -8,7 +8,9 @@ Every ``renew_interval`` a replica ticks, in three steps (see :mod:`tradeguard.h
 2. **Decide**: :func:`decide` is a pure function of the snapshot: acquire, lead, follow, no
    leader, demote (deadline passed, or the lease is no longer ours), step down (the engine
    cannot work), no DB; what to do with the Redis key (reclaim it on split-brain, drop it when
-   we hold it without the ledger); the mode (normal, DB-only, no DB).
+   we hold it without the ledger); the mode (normal, DB-only, no DB). After a requested
+   step-down it holds off: it leaves a free lease to the others for ``hold_off`` (default two
+   TTLs) unless another replica took it first, so a demotion moves leadership.
 3. **Act** on the decision: try the compare-and-swap that makes us leader with the next epoch,
    demote, release, claim or drop the Redis key; record a heartbeat; publish figures. A
    decision that differs from the previous tick's is logged at INFO.
@@ -44,6 +46,7 @@ from tradeguard.ha.decide import (
     Role,
     Snapshot,
     decide,
+    hold_until_after,
     renews,
     term_alive,
 )
@@ -94,6 +97,8 @@ class Coordinator:
         self.token = secrets.token_hex(8)
         self.lease = lease_factory(self.token)
         self.last_db_ok = float("-inf")
+        # clock() before which we do not acquire: set by a requested step-down
+        self.hold_until = float("-inf")
         self.split_brain = False
         self._lock = threading.RLock()
         self._terms = 0
@@ -211,6 +216,7 @@ class Coordinator:
             token=self.token,
             eligible=self.eligible,
             able=able,
+            hold_until=self.hold_until,
             row=row,
             renewed=renewed,
             ledger_error=ledger_error,
@@ -253,6 +259,10 @@ class Coordinator:
             self._demote(d.why)  # the ledger lease is not ours to release (any more)
         if self.role is Role.FOLLOWER and s.row is not None and d.action is not Action.ACQUIRE:
             self.epoch = s.row.epoch
+        hold_until = hold_until_after(s)
+        if hold_until != self.hold_until:
+            log.info("%s: %s leads now; the hold-off is over", cfg.replica_id, s.ledger_leader)
+            self.hold_until = hold_until
 
         # The Redis key.
         try:
@@ -360,13 +370,22 @@ class Coordinator:
 
     def step_down(self, why: str = "graceful switchover") -> bool:
         """Release both leases now so a successor can take over within one renew interval
-        (draining the order in flight first); whether this replica was leader and stepped
-        down."""
+        (draining the order in flight first), then hold off: no acquiring for
+        ``config.hold_off_seconds`` unless another replica leads first. Whether this replica
+        was leader and stepped down."""
         with self._lock:
             was_leader = self.role is Role.LEADER
             self._step_down_locked(why)
+            stepped_down = was_leader and self.role is not Role.LEADER
+            if stepped_down and self.config.hold_off_seconds > 0:
+                self.hold_until = self.clock() + self.config.hold_off_seconds
+                log.info(
+                    "%s: leaving the lease to another replica for %.1fs",
+                    self.config.replica_id,
+                    self.config.hold_off_seconds,
+                )
             self._publish()
-            return was_leader and self.role is not Role.LEADER
+            return stepped_down
 
     def _step_down_locked(self, why: str, drain: bool = True) -> None:
         if self.role is not Role.LEADER:

@@ -17,6 +17,13 @@ How the tick reads (so the reads cost what they did before the loop was split in
 The decision has three parts: the :class:`Action` on leadership, the :class:`KeyAction` on the
 Redis key, and the :class:`Mode` (which stores answered), with the value of the split-brain
 gauge. The ledger is the authority throughout; the Redis lease is only a failure detector.
+
+A replica that stepped down on request (``Coordinator.step_down``: the ``demote_leader``
+remediation, a switchover) **holds off**: until ``hold_until`` it does not acquire a free lease,
+so another eligible replica takes it; a demotion that the demoted replica wins straight back
+(it is often the best or only candidate) would move nothing. The hold-off ends early once
+another replica leads; if none has taken over by ``hold_until``, it may lead again
+(availability first).
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ class HAConfig:
     renew_interval: float = 1.0
     renew_deadline: float = 3.0
     lease_key: str = Keys().leader
+    # Seconds a replica that stepped down on request leaves a free lease to the others
+    # before it may take it again; None: two TTLs (time for a follower's next tick and more).
+    hold_off: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.renew_interval < self.renew_deadline < self.ttl:
@@ -55,6 +65,13 @@ class HAConfig:
                 "(--renew-interval, --renew-deadline, --ttl), got "
                 f"{self.renew_interval} / {self.renew_deadline} / {self.ttl}"
             )
+        if self.hold_off is not None and not self.hold_off >= 0:
+            raise ConfigError(f"the step-down hold-off must be >= 0 seconds, got {self.hold_off}")
+
+    @property
+    def hold_off_seconds(self) -> float:
+        """How long a requested step-down keeps this replica from acquiring."""
+        return 2 * self.ttl if self.hold_off is None else self.hold_off
 
 
 def term_alive(last_db_ok: float, now: float, config: HAConfig) -> bool:
@@ -87,6 +104,7 @@ class Snapshot:
     token: str = ""  # this term's token (ledger row and Redis key value)
     eligible: bool = True  # start-up recovery succeeded
     able: bool = True  # the engine behind us can work
+    hold_until: float = float("-inf")  # boot clock: no acquiring before (a requested step-down)
     row: Leadership | None = None
     renewed: bool | None = None
     ledger_error: str | None = None
@@ -132,6 +150,7 @@ class Action(StrEnum):
     LEAD = "lead"  # leader; the renew succeeded: keep leading
     FOLLOW = "follow"  # someone holds a running lease: wait
     NO_LEADER = "no_leader"  # the lease expired but we may not take it (not eligible or able)
+    HOLD_OFF = "hold_off"  # the lease expired; we stepped down on request: leave it to others
     DEMOTE_DEADLINE = "demote_deadline"  # frozen or cut off past the deadline: release nothing
     DEMOTE_LOST = "demote_lost"  # the ledger says the lease is no longer ours: release nothing
     STEP_DOWN_ENGINE = "step_down_engine"  # engine dead: release the lease now, no drain
@@ -215,7 +234,14 @@ def _as_follower(s: Snapshot, mode: Mode) -> Decision:
     if s.row is None or not s.ledger_ok:
         action, why = Action.NO_DB, f"ledger unavailable ({s.ledger_error}); nobody may lead"
     elif s.row.expired:
-        if s.eligible and s.able:
+        if s.eligible and s.able and s.now < s.hold_until:
+            left = s.hold_until - s.now
+            action = Action.HOLD_OFF
+            why = (
+                f"the lease of epoch {s.row.epoch} expired; we stepped down on request, "
+                f"leaving it to another replica for {left:.2f}s more"
+            )
+        elif s.eligible and s.able:
             action, why = Action.ACQUIRE, f"the lease of epoch {s.row.epoch} expired"
         else:
             reason = "start-up recovery failed" if not s.eligible else "the engine cannot work"
@@ -234,3 +260,12 @@ def _as_follower(s: Snapshot, mode: Mode) -> Decision:
     # A follower cannot fix a mismatch, only show it: the ledger's leader takes its key back.
     mismatch = s.ledger_ok and s.redis_holder is not None and s.redis_holder != s.ledger_leader
     return Decision(action, key, mode, split_brain=mismatch, why=why)
+
+
+def hold_until_after(s: Snapshot) -> float:
+    """The hold-off after this tick: over once another replica leads (the step-down moved
+    leadership, which is all it was for); otherwise unchanged, to run out by itself."""
+    other = s.ledger_leader
+    if s.role is Role.FOLLOWER and other is not None and other != s.replica:
+        return float("-inf")
+    return s.hold_until

@@ -242,6 +242,12 @@ class Metrics:
             "1 while intake is throttled or paused (a remediation, or not leader).",
             registry=r,
         )
+        self.engine_loop_heartbeat = Gauge(
+            "tradeguard_engine_loop_heartbeat_timestamp_seconds",
+            "Unix time the engine loop last made progress (a pass of the loop, paused or not, "
+            "or one signal handled); it stops advancing while the loop hangs.",
+            registry=r,
+        )
         self.errors = Counter(
             "tradeguard_errors_total",
             "Errors handled by a tradeguard service, by subsystem.",
