@@ -16,7 +16,7 @@ from tradeguard.bus.commands import turn_off, turn_on
 from tradeguard.bus.connection import make_client
 from tradeguard.bus.keys import Keys
 from tradeguard.chaos.runner import run_scenario
-from tradeguard.chaos.scenarios import SCENARIOS
+from tradeguard.chaos.scenarios import SCENARIOS, leader_of
 from tradeguard.config import Layer
 from tradeguard.process import wait_until
 
@@ -110,3 +110,19 @@ def test_a_full_duckdb_disk_is_contained_and_writes_resume_when_space_is_back(
         30,
         "the responder to resume DuckDB writes after the resolution",
     )
+
+
+def test_a_leader_whose_engine_is_stuck_hands_over_by_itself(live_stack: LiveStack) -> None:
+    """Its coordinator keeps the lease, so no failover happens on its own; LeaderEngineStuck
+    fires, the responder demotes it, the other replica takes over and trades on."""
+    scenario = SCENARIOS["leader-engine-stuck"]
+    before = leader_of(live_stack.stack)
+    result = run_scenario(
+        live_stack.stack, scenario, live_stack.view, fire_timeout=90, heal_timeout=HEAL_TIMEOUT
+    )
+    assert result.caught, result.error
+    assert result.healed_by == "demote_leader", result.error
+    after = leader_of(live_stack.stack)
+    assert after != before, f"{before} still leads"
+    [done] = attempts(live_stack, scenario.alert, "demote_leader", "done")
+    assert before in done["detail"]

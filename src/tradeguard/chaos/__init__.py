@@ -11,6 +11,7 @@ DEFAULT_TOUR = (
     # Healed without a human: the responder's remediation reconnects the broker.
     "broker-session-dead",
     "leader-kill",
+    "leader-engine-stuck",
     "slippage-spike",
     "broker-slow",
     # The alert path itself: the responder's dead man's switch and the route around it.

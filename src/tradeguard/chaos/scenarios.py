@@ -20,7 +20,13 @@ from tradeguard.bus.connection import make_client
 from tradeguard.bus.keys import Keys
 from tradeguard.bus.signal_stream import SignalStream
 from tradeguard.config import Layer
-from tradeguard.engine.control import reset_broker_knobs, set_broker_knobs, set_intake_paused
+from tradeguard.engine.control import (
+    clear_engine_stall,
+    reset_broker_knobs,
+    set_broker_knobs,
+    set_engine_stall,
+    set_intake_paused,
+)
 from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
 from tradeguard.errors import TradeguardError
 from tradeguard.net import LOOPBACK
@@ -142,6 +148,26 @@ def _restart_leader(stack: Stack) -> None:
         stack.start_child(replica)
 
 
+STALL_SECONDS = 600.0  # far longer than any scenario: only a demotion gets trading going again
+_stalled: dict[int, str] = {}
+
+
+def _stall_leader(stack: Stack) -> None:
+    """The leader's engine loop hangs (a broker call that never returns) while its coordinator
+    keeps the lease: no failover happens by itself."""
+    replica = leader_of(stack)
+    _stalled[id(stack)] = replica
+    client = make_client(stack.layout.redis_url(Layer.SIGNAL_STREAM))
+    set_engine_stall(client, Keys(), time.time() + STALL_SECONDS, replica=replica)
+
+
+def _unstall(stack: Stack) -> None:
+    replica = _stalled.pop(id(stack), None)
+    if replica is not None:
+        client = make_client(stack.layout.redis_url(Layer.SIGNAL_STREAM))
+        clear_engine_stall(client, Keys(), replica=replica)
+
+
 def _disk(low: bool) -> Callable[[Stack], None]:
     def act(stack: Stack) -> None:
         marker = stack.layout.duckdb_dir / "disk-free-override"
@@ -238,6 +264,16 @@ SCENARIOS: dict[str, Scenario] = {
             heals_with="reconnect_broker",
             ready=_not_firing("TradeExecutionFailures"),
             notes=["resolves once its 1 m failure window has passed after the reconnect"],
+        ),
+        Scenario(
+            "leader-engine-stuck",
+            "The leading replica's engine loop hangs while its coordinator keeps the lease; "
+            "nobody restarts it.",
+            "LeaderEngineStuck",
+            _stall_leader,
+            _unstall,
+            heals_with="demote_leader",
+            notes=["healed by a graceful switchover to the other replica"],
         ),
         Scenario(
             "redis-down",

@@ -152,6 +152,28 @@ class StackLayout:
     def duckdb_dir(self) -> Path:
         return self.run_dir / "engine"
 
+    # ---- the demo terminal instances: one per engine replica ---------------------------
+    @property
+    def instances_dir(self) -> Path:
+        """Where the engines' supervised instances keep their working directories and logs
+        (``<id>/instance-<id>.log``), and the chaos helpers their crash-until files."""
+        return self.run_dir / "instances"
+
+    @staticmethod
+    def instance_of(replica: str) -> str:
+        """The id of the demo terminal ``replica`` supervises (ids are unique per stack: the
+        RIS hash and the ``instance`` label are keyed by it)."""
+        return f"terminal-{replica}"
+
+    def replica_of(self, instance: str) -> str | None:
+        """The replica that supervises ``instance``, if any."""
+        return next((r for r in self.engine_ports if self.instance_of(r) == instance), None)
+
+    def instance_crash_file(self, replica: str) -> Path:
+        """The file ``replica``'s demo terminal crashes by while it holds a future unix time
+        (:mod:`tradeguard.instances.demo_terminal`)."""
+        return self.instances_dir / f"{self.instance_of(replica)}.crash-until"
+
     def urls(self) -> dict[str, str]:
         out = {"prometheus": self.prometheus_url, **self.alertmanager_urls}
         out["responder"] = self.responder_url

@@ -8,11 +8,16 @@ Alertmanager runs as two gossiping peers, as in production, and Prometheus sends
 both: a test or a fault scenario that kills one peer sees what production would, the other peer
 notifying alone. Alerts about the responder itself (receiver ``responder-bypass``) go to the
 bypass sink, a separate small process, so they arrive even when the responder does not.
+
+Each engine replica supervises one demo terminal instance (``terminal-<replica>``, a stand-in
+for a MetaTrader bridge), so the instance alerts, their remediation and the instance chaos
+helpers have something to act on.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import sys
@@ -24,7 +29,7 @@ from typing import Any
 import httpx
 
 from tradeguard.bus.keys import Keys
-from tradeguard.config import Layer
+from tradeguard.config import InstanceSpec, Layer
 from tradeguard.errors import ServiceError
 from tradeguard.net import LOOPBACK, http_ok
 from tradeguard.process import ManagedProcess, wait_until
@@ -53,6 +58,25 @@ STREAMS = f"{Keys().signals},{Keys().results}"
 # The fast profile's Watchdog repeats every 6 s (render.WATCHDOG_TIMERS): a switch that trips
 # after 20 s notices a broken alert path within a demo, yet tolerates two lost repeats.
 FAST_WATCHDOG_TIMEOUT_SECONDS = 20
+# The fast profile's responder restarts instances at most once every 15 s (its remediation
+# cool-down, below), and it restarts one within seconds of its first failure (InstanceFailed).
+# A supervisor backing off 1, 2, 4 s, then 8 s before it gives up, needs ~18 s from that restart
+# to ``stopped``: the responder's next restart would always come first, and a crash-looping
+# instance could never raise InstanceRecoveryFailed. Backing off 0.25, 0.5, 1 s, then 2 s (each
+# rounded up to the supervisor's 1 s tick), it gives up ~8 s after a restart, and its
+# InstanceFailed has resolved before the cool-down ends (tradeguard.chaos.instance_faults).
+FAST_INSTANCE_RESTART_BACKOFF_SECONDS = 0.25
+# The demo terminal each engine supervises (tradeguard.instances.demo_terminal), run as a
+# script by its path: with ``-m`` every start would first import the instances package (the
+# supervisor, redis, the metric catalog), a second of CPU at each restart of a crash loop.
+DEMO_TERMINAL = Path(__file__).resolve().parents[1] / "instances" / "demo_terminal.py"
+
+
+def demo_terminal_command(crash_file: Path) -> list[str]:
+    """The argv of a demo terminal that crashes while ``crash_file`` holds a future unix time.
+    ``-I``: no user site or PYTHON* variables, and not the script's directory on ``sys.path``
+    (where the supervisor's modules live)."""
+    return [sys.executable, "-I", str(DEMO_TERMINAL), "--crash-file", str(crash_file)]
 
 
 def repo_deploy_dir() -> Path:
@@ -116,6 +140,8 @@ class Stack:
                 password=password,
             )
         self.children["node_exporter"] = NodeExporter(run / "exporters", port=lay.node_port)
+        for replica in lay.engine_ports:  # a stack starts without faults: no crash left over
+            lay.instance_crash_file(replica).unlink(missing_ok=True)
         self.children["responder"] = self._responder()
         self.children["bypass-sink"] = self._bypass_sink()
         for replica, port in lay.engine_ports.items():
@@ -178,10 +204,34 @@ class Stack:
             replica,
             argv,
             lay.run_dir / "engine",
-            env=self._env(),
+            env=self._env() | self._instance_env(replica),
             health=_http_ok(f"http://{LOOPBACK}:{port}/healthz"),
             start_timeout=30,
         )
+
+    def _instance_env(self, replica: str) -> dict[str, str]:
+        """The settings, for ``replica``'s environment, of the one instance it supervises: a
+        demo terminal (:mod:`tradeguard.instances.demo_terminal`) standing in for a MetaTrader
+        bridge, with an id of its own (``terminal-engine-1``) and its own crash-until file.
+
+        The engine stops it when it stops; a killed engine's terminal gets SIGTERM from the
+        kernel (the supervisor's children die with it), and the restarted engine starts a
+        fresh one. In the environment rather than a settings file, so a ``TRADEGUARD_CONFIG``
+        the stack is started with still reaches the engines as before."""
+        lay = self.layout
+        spec = InstanceSpec(
+            id=lay.instance_of(replica),
+            command=demo_terminal_command(lay.instance_crash_file(replica)),
+        )
+        env = {
+            "TRADEGUARD_INSTANCES": json.dumps([spec.model_dump(mode="json")]),
+            "TRADEGUARD_INSTANCES_DIR": str(lay.instances_dir),
+        }
+        if lay.profile == "fast":
+            env["TRADEGUARD_INSTANCE_RESTART_BACKOFF_SECONDS"] = str(
+                FAST_INSTANCE_RESTART_BACKOFF_SECONDS
+            )
+        return env
 
     def _responder(self) -> ManagedProcess:
         lay = self.layout
@@ -203,6 +253,9 @@ class Stack:
         # without the password, which the responder reads from the stack's secret file.
         env["TRADEGUARD_RESPONDER_REDIS_URL"] = lay.redis_address(Layer.SIGNAL_STREAM)
         env["TRADEGUARD_RESPONDER_REDIS_PASSWORD_FILE"] = str(lay.redis_password_file)
+        # The local stack trades on a paper broker: it also turns on the graceful switchover
+        # (off by default for real money) so a stuck leader can be shown to heal.
+        env["TRADEGUARD_RESPONDER_REMEDIATION_ENABLE"] = '["demote_leader"]'
         if lay.profile == "fast":
             env["TRADEGUARD_RESPONDER_WATCHDOG_TIMEOUT_SECONDS"] = str(
                 FAST_WATCHDOG_TIMEOUT_SECONDS
