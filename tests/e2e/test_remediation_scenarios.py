@@ -126,3 +126,18 @@ def test_a_leader_whose_engine_is_stuck_hands_over_by_itself(live_stack: LiveSta
     assert after != before, f"{before} still leads"
     [done] = attempts(live_stack, scenario.alert, "demote_leader", "done")
     assert before in done["detail"]
+
+
+def test_a_crashing_instance_the_supervisor_gave_up_on_is_restarted_by_itself(
+    live_stack: LiveStack,
+) -> None:
+    """The terminal crashes at every start for a while; its supervisor stops it after three
+    recoveries (InstanceRecoveryFailed); once the cause has passed, the responder's fresh
+    restart brings it back."""
+    scenario = SCENARIOS["instance-crash"]
+    result = run_scenario(
+        live_stack.stack, scenario, live_stack.view, fire_timeout=60, heal_timeout=HEAL_TIMEOUT
+    )
+    assert result.caught, result.error
+    assert result.healed_by == "restart_instance", result.error
+    assert attempts(live_stack, scenario.alert, "restart_instance", "done")

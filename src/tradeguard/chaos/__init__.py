@@ -12,6 +12,7 @@ DEFAULT_TOUR = (
     "broker-session-dead",
     "leader-kill",
     "leader-engine-stuck",
+    "instance-crash",
     "slippage-spike",
     "broker-slow",
     # The alert path itself: the responder's dead man's switch and the route around it.

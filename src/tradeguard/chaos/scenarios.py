@@ -168,6 +168,18 @@ def _unstall(stack: Stack) -> None:
         clear_engine_stall(client, Keys(), replica=replica)
 
 
+def _crash_instance(stack: Stack) -> None:
+    from tradeguard.chaos.instance_faults import crash_instance
+
+    crash_instance(stack)
+
+
+def _clear_instance_crash(stack: Stack) -> None:
+    from tradeguard.chaos.instance_faults import clear_instance_crash
+
+    clear_instance_crash(stack)
+
+
 def _disk(low: bool) -> Callable[[Stack], None]:
     def act(stack: Stack) -> None:
         marker = stack.layout.duckdb_dir / "disk-free-override"
@@ -264,6 +276,17 @@ SCENARIOS: dict[str, Scenario] = {
             heals_with="reconnect_broker",
             ready=_not_firing("TradeExecutionFailures"),
             notes=["resolves once its 1 m failure window has passed after the reconnect"],
+        ),
+        Scenario(
+            "instance-crash",
+            "The leader's terminal crashes at every start for a while: its supervisor gives "
+            "up after three recoveries; nobody restarts it.",
+            "InstanceRecoveryFailed",
+            _crash_instance,
+            _clear_instance_crash,
+            heals_with="restart_instance",
+            ready=_not_firing("InstanceRecoveryFailed"),
+            notes=["healed by a fresh restart once the crash cause has passed"],
         ),
         Scenario(
             "leader-engine-stuck",
