@@ -24,6 +24,7 @@ from tradeguard.config import Settings
 from tradeguard.engine.control import intake_key
 from tradeguard.engine.service import EngineOptions, EngineService
 from tradeguard.process import wait_until
+from tradeguard.process.services import RedisServer
 
 REPLICA = "engine-a"
 
@@ -216,3 +217,37 @@ def test_an_action_turned_off_at_run_time_waits_until_it_is_on_again(
         lambda: outcome_of(r, "stop_duckdb_writes") == "done", 20, "the action once turned on"
     )
     assert persister.writes_stopped
+
+
+def test_an_undo_that_could_not_be_issued_is_tried_again_until_done(
+    start_responder: StartResponder,
+    settings: Settings,
+    engine: EngineService,
+    redis_server: RedisServer,
+) -> None:
+    """The alert resolves while Redis (the command stream) is frozen: the undo fails, and is
+    issued again once Redis answers, so DuckDB writes never stay stopped after their alert."""
+    r = remediating(start_responder, settings)
+    persister = engine.persister
+    assert persister is not None
+    started = now_iso()
+    assert r.post(body(payload(disk_low("firing", started)))).status_code == 200
+    wait_until(lambda: persister.writes_stopped, 20, "DuckDB writes to stop")
+    redis_server.pause()
+    try:
+        assert r.post(body(payload(disk_low("resolved", started)))).status_code == 200
+        wait_until(
+            lambda: outcome_of(r, "resume_duckdb_writes") == "failed",
+            30,
+            "the first undo to fail on the frozen command stream",
+        )
+    finally:
+        redis_server.resume()
+    wait_until(
+        lambda: outcome_of(r, "resume_duckdb_writes") == "done",
+        40,
+        "the undo to be issued again and done",
+    )
+    assert not persister.writes_stopped
+    tried = [row["attempt"] for row in actions(r, action="resume_duckdb_writes")]
+    assert sorted(tried)[:2] == [1, 2]

@@ -42,7 +42,7 @@ from tradeguard.remediation.guard import (
     VerdictKind,
     decide,
 )
-from tradeguard.remediation.registry import REGISTRY, Scope, action_spec
+from tradeguard.remediation.registry import REGISTRY, UNDO_ACTIONS, Scope, action_spec
 from tradeguard.responder.events import AlertEvent, iso
 from tradeguard.responder.history.actions import ActionOutcome, ActionVerdict
 from tradeguard.responder.history.base import ActionAttempt, AlertHistory
@@ -54,6 +54,8 @@ RECEIVER = "remediation"
 RUNBOOK = "docs/runbooks/RemediationExhausted.md"
 COMMAND_TIMEOUT_SECONDS = 30.0
 UNDO_WINDOW = timedelta(days=1)  # a reversible action older than this is not undone any more
+UNDO_RETRY_SECONDS = 5.0  # an undo that failed is tried again after 5 s, 10 s, 20 s, ...
+UNDO_RETRY_MAX_SECONDS = 300.0
 SPLIT_BRAIN_ALERTS = frozenset({"SplitBrainDetected", "MultipleLeaders"})
 NO_LEADER_ALERTS = frozenset({"NoLeader"})
 NO_ACTION = "none"
@@ -113,7 +115,12 @@ class RemediationController:
         firing = self.history.firing()
         conditions = self._conditions(firing)
         window = max(self._policy.cooldown_seconds, self._policy.rate_window_seconds)
-        recent = [_attempt(r) for r in self.history.recent_action_attempts(now - _seconds(window))]
+        # Undos restore what an action changed: they count for no cool-down or rate limit.
+        recent = [
+            _attempt(r)
+            for r in self.history.recent_action_attempts(now - _seconds(window))
+            if r.action not in UNDO_ACTIONS
+        ]
         exhausted: list[AlertEvent] = []
         for event in firing:
             action = event.annotations.get("action", NO_ACTION)
@@ -318,10 +325,17 @@ class RemediationController:
     def _undo_resolved(self, firing: Sequence[AlertEvent], now: datetime) -> list[AlertEvent]:
         """Undo what a resolved alert made us do, and resolve our RemediationExhausted notices.
         An action whose outcome is unknown (timed out) may have acted: it is undone too (every
-        undo is safe to repeat)."""
+        undo is safe to repeat). An undo that failed or timed out (the command stream was down,
+        the engine restarting) is tried again with a growing pause until it is done: writes or
+        intake left stopped after their alert resolved would be a fault of our own making."""
         open_now = {(e.fingerprint, e.starts_at) for e in firing}
         notices: list[AlertEvent] = []
-        for row in self.history.recent_action_attempts(now - UNDO_WINDOW):
+        rows = self.history.recent_action_attempts(now - UNDO_WINDOW)
+        undos: dict[tuple[str, datetime, str], list[ActionAttempt]] = {}
+        for row in rows:
+            if row.action in UNDO_ACTIONS:
+                undos.setdefault((row.fingerprint, row.starts_at, row.action), []).append(row)
+        for row in rows:
             if (row.fingerprint, row.starts_at) in open_now:
                 continue
             if row.outcome == "exhausted":
@@ -333,10 +347,17 @@ class RemediationController:
             spec = REGISTRY.get(row.action)
             if spec is None or spec.undo is None or row.outcome not in ("done", "timed_out"):
                 continue
-            self._run_undo(row, spec.undo, now)
+            tried = undos.get((row.fingerprint, row.starts_at, spec.undo), [])
+            if any(t.outcome not in ("failed", "timed_out") for t in tried):
+                continue  # done, in flight, or refused on purpose by the engine
+            if tried:
+                pause = min(UNDO_RETRY_MAX_SECONDS, UNDO_RETRY_SECONDS * 2 ** (len(tried) - 1))
+                if now < max(t.decided_at for t in tried) + timedelta(seconds=pause):
+                    continue
+            self._run_undo(row, spec.undo, now, attempt=len(tried) + 1)
         return notices
 
-    def _run_undo(self, done: ActionAttempt, undo: str, now: datetime) -> None:
+    def _run_undo(self, done: ActionAttempt, undo: str, now: datetime, attempt: int = 1) -> None:
         command = Command(
             undo,
             done.target,
@@ -351,7 +372,7 @@ class RemediationController:
             alertname=done.alertname,
             action=undo,
             target=done.target,
-            attempt=1,
+            attempt=attempt,
             decided_by=self.owner,
             decided_at=now,
             verdict="run",

@@ -262,6 +262,9 @@ class Stack:
             )
             # Scenarios inject a fault every few seconds: attempts follow each other faster.
             env["TRADEGUARD_RESPONDER_REMEDIATION_COOLDOWN_SECONDS"] = "15"
+            # A tour injects a dozen faults in ten minutes: the default rate limit (6 actions per
+            # 10 min, against a storm on a real desk) would hold back its later healings.
+            env["TRADEGUARD_RESPONDER_REMEDIATION_RATE_LIMIT"] = "30"
         return ManagedProcess(
             "responder",
             argv,
