@@ -22,13 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 from tradeguard.responder.events import iso
 
 # The verdicts the audit stores (see the module docstring: a `wait` is never stored).
 ActionVerdict = Literal["run", "dry_run", "skip", "exhausted"]
-ACTION_VERDICTS: tuple[ActionVerdict, ...] = ("run", "dry_run", "skip", "exhausted")
+ACTION_VERDICTS: tuple[ActionVerdict, ...] = get_args(ActionVerdict)
 # metrics.vocabulary.REMEDIATION_OUTCOMES, typed (a test keeps the two equal).
 ActionOutcome = Literal[
     "pending",
@@ -41,17 +41,7 @@ ActionOutcome = Literal[
     "skipped",
     "exhausted",
 ]
-ACTION_OUTCOMES: tuple[ActionOutcome, ...] = (
-    "pending",
-    "done",
-    "refused",
-    "failed",
-    "timed_out",
-    "not_applicable",
-    "dry_run",
-    "skipped",
-    "exhausted",
-)
+ACTION_OUTCOMES: tuple[ActionOutcome, ...] = get_args(ActionOutcome)
 FINAL_OUTCOMES: tuple[ActionOutcome, ...] = tuple(o for o in ACTION_OUTCOMES if o != "pending")
 
 
