@@ -359,3 +359,32 @@ def test_never_runs_past_the_budget_or_within_the_cooldown(
     assert all((NOW - a.at).total_seconds() >= policy.cooldown_seconds for a in here)
     window = [a for a in real if (NOW - a.at).total_seconds() < policy.rate_window_seconds]
     assert len(window) < policy.rate_limit
+
+
+def test_a_fault_that_keeps_coming_back_ends_in_exhausted_then_skipped() -> None:
+    """Each occurrence is healed ("done") and the fault returns: a new occurrence, a new
+    budget. Across occurrences the repeat limit ends it once, then later ones are skipped."""
+    policy = GuardPolicy(repeat_limit=3, repeat_window_seconds=3600.0, cooldown_seconds=1.0)
+    ok = Conditions(alert_path_broken=False, split_brain=False, leader_known=True)
+    now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    past = [
+        Attempt(
+            f"fp{i}",
+            now - timedelta(minutes=40 - i),
+            "restart_instance",
+            "*",
+            now - timedelta(minutes=39 - 10 * i),
+            "done",
+        )
+        for i in range(3)
+    ]
+    fresh = Request("restart_instance", "*", "fp9", now - timedelta(seconds=5))
+    verdict = decide(fresh, past, ok, policy, now)
+    assert verdict.kind is VerdictKind.EXHAUSTED and "keeps coming back" in verdict.reason
+    gave_up = Attempt("fp9", fresh.starts_at, "restart_instance", "*", now, "exhausted")
+    later = Request("restart_instance", "*", "fp10", now)
+    assert decide(later, [*past, gave_up], ok, policy, now).kind is VerdictKind.SKIP
+    elsewhere = Request("restart_instance", "engine-2", "fp11", now)
+    assert decide(elsewhere, past, ok, policy, now).kind is VerdictKind.RUN
+    two_hours = now + timedelta(hours=2)
+    assert decide(fresh, past, ok, policy, two_hours).kind is not VerdictKind.EXHAUSTED

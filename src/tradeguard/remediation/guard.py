@@ -29,6 +29,11 @@ contract, each position for a reason:
    (and notifies ``RemediationExhausted`` once, with what was tried) whatever else holds.
    :func:`decide` answers EXHAUSTED on every later call too; notifying once is the
    controller's, which knows what it notified.
+   4b. **Repeats spent** → EXHAUSTED: this action ran ``repeat_limit`` times on this target
+   within ``repeat_window_seconds`` over other occurrences: each time "done", the fault came
+   back (a restart spawns a process that crashes again), and every occurrence would bring a
+   fresh budget, so without this the loop would never end. Once it is recorded exhausted in
+   the window, later occurrences are skipped (one notice, not one per occurrence).
 5. **Stale alert** → SKIP: the occurrence started more than ``max_alert_age_seconds`` ago;
    a remediation chosen for an old state may be wrong for the present one.
 6. **Unsafe now** → WAIT: the dead man's switch says the alert path is broken (the alerts we
@@ -85,13 +90,18 @@ class GuardPolicy:
     rate_limit: int = 6  # actions per rate window, across all actions and targets
     rate_window_seconds: float = 600.0
     max_alert_age_seconds: float = 1800.0  # an occurrence older than this is not acted on
+    # The same action on the same target, across occurrences: a fault that comes back after
+    # each "done" (a restart that spawns a process which crashes again) opens a new occurrence,
+    # and a new budget, every time; this many within the window and the responder gives up.
+    repeat_limit: int = 6
+    repeat_window_seconds: float = 3600.0
     # A pending attempt older than this counts as timed out (about twice a command's timeout).
     pending_timeout_seconds: float = 120.0
     dry_run: bool = False
     enabled: frozenset[str] = field(default_factory=lambda: frozenset(on_by_default()))
 
     def __post_init__(self) -> None:
-        for name in ("budget", "rate_limit"):
+        for name in ("budget", "rate_limit", "repeat_limit"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"remediation {name} must be a positive integer, got {value!r}")
@@ -100,6 +110,7 @@ class GuardPolicy:
             "rate_window_seconds",
             "max_alert_age_seconds",
             "pending_timeout_seconds",
+            "repeat_window_seconds",
         ):
             value = getattr(self, name)
             if not value > 0:  # also refuses NaN
@@ -271,6 +282,28 @@ def decide(
         return verdict(
             VerdictKind.EXHAUSTED,
             f"budget spent: {len(counted)} attempts of {what} ({tried}), none done",
+        )
+    # 4b. The fault keeps coming back: across occurrences, within the repeat window.
+    repeat_start = now - timedelta(seconds=policy.repeat_window_seconds)
+    same = [
+        a
+        for a in history
+        if a.action == request.action
+        and a.target == request.target
+        and a.at > repeat_start
+        and not request.same_occurrence(a)
+    ]
+    repeats = [a for a in same if a.counts]
+    if len(repeats) >= policy.repeat_limit:
+        if any(a.outcome == "exhausted" for a in same):
+            return verdict(
+                VerdictKind.SKIP,
+                f"gave up on {what} already: it keeps coming back; a person must act",
+            )
+        return verdict(
+            VerdictKind.EXHAUSTED,
+            f"{what} ran {len(repeats)} times in the last {_s(policy.repeat_window_seconds)} "
+            "over several occurrences, and the fault keeps coming back",
         )
     # 5. Stale alert.
     age = _seconds(now - request.starts_at)

@@ -114,7 +114,11 @@ class RemediationController:
         self._policy = self._current_policy()
         firing = self.history.firing()
         conditions = self._conditions(firing)
-        window = max(self._policy.cooldown_seconds, self._policy.rate_window_seconds)
+        window = max(
+            self._policy.cooldown_seconds,
+            self._policy.rate_window_seconds,
+            self._policy.repeat_window_seconds,
+        )
         # Undos restore what an action changed: they count for no cool-down or rate limit.
         recent = [
             _attempt(r)
