@@ -324,7 +324,7 @@ class RemediationController:
         if row is None:
             return []  # raised already (by us or another replica)
         tried = self.history.action_attempts(event.fingerprint, event.starts_at)
-        return [exhausted_event(event, action, tried, now)]
+        return [exhausted_event(event, action, tried, now, verdict.reason)]
 
     def _undo_resolved(self, firing: Sequence[AlertEvent], now: datetime) -> list[AlertEvent]:
         """Undo what a resolved alert made us do, and resolve our RemediationExhausted notices.
@@ -451,10 +451,16 @@ def _exhausted_fingerprint(fingerprint: str, starts_at: datetime) -> str:
 
 
 def exhausted_event(
-    event: AlertEvent, action: str, tried: Sequence[ActionAttempt], now: datetime
+    event: AlertEvent,
+    action: str,
+    tried: Sequence[ActionAttempt],
+    now: datetime,
+    why: str = "",
 ) -> AlertEvent:
     """The critical notice that remediation gave up on one alert occurrence, with what was
-    tried; raised by the responder itself (not through Alertmanager)."""
+    tried and why it stopped (``why``: the guard's reason: this occurrence's budget, or the
+    same fault coming back occurrence after occurrence); raised by the responder itself (not
+    through Alertmanager)."""
     attempts = [r for r in tried if r.attempt > 0 and r.outcome not in ("exhausted", "dry_run")]
     lines = "; ".join(
         f"#{r.attempt} {r.action} on {r.target} at {iso(r.decided_at)}: {r.outcome}"
@@ -462,10 +468,8 @@ def exhausted_event(
         for r in attempts
     )
     spec = action_spec(action)
-    summary = (
-        f"Remediation gave up on {event.alertname}: {len(attempts)} attempt(s) of {action} "
-        "did not clear it; a person must act."
-    )
+    cause = why or f"{len(attempts)} attempt(s) of {action} did not clear it"
+    summary = f"Remediation gave up on {event.alertname}: {cause}; a person must act."
     return AlertEvent(
         fingerprint=_exhausted_fingerprint(event.fingerprint, event.starts_at),
         alertname=EXHAUSTED_ALERT,
