@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import httpx
@@ -106,6 +107,29 @@ def crash_instance(stack: Stack, seconds: float | None = None) -> str:
         except ProcessLookupError:
             pass  # exited by itself meanwhile (it watches the file too)
     return layout.instance_of(replica)
+
+
+CRASH_CAP_SECONDS = 120.0  # the longest a crash-until-stopped lasts, whatever happens
+
+
+def crash_until_stopped(stack: Stack) -> str:
+    """Crash the leader's demo terminal until its supervisor has given up on it (``stopped``),
+    then let the cause pass: the crash lasts as long as the recoveries take, however slow the
+    host, instead of a fixed time tuned to them. A daemon thread watches the engine's /metrics
+    and takes the crash away once the instance is stopped (at the latest after
+    ``CRASH_CAP_SECONDS``); the id of the instance."""
+    instance = crash_instance(stack, CRASH_CAP_SECONDS)
+    replica = stack.layout.replica_of(instance)
+    assert replica is not None
+
+    def pass_when_stopped() -> None:
+        deadline = time.monotonic() + CRASH_CAP_SECONDS
+        while time.monotonic() < deadline and instance_state(stack, instance) != "stopped":
+            time.sleep(0.25)
+        stack.layout.instance_crash_file(replica).unlink(missing_ok=True)
+
+    threading.Thread(target=pass_when_stopped, name="crash-until-stopped", daemon=True).start()
+    return instance
 
 
 def clear_instance_crash(stack: Stack) -> None:

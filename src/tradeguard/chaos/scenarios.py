@@ -169,9 +169,9 @@ def _unstall(stack: Stack) -> None:
 
 
 def _crash_instance(stack: Stack) -> None:
-    from tradeguard.chaos.instance_faults import crash_instance
+    from tradeguard.chaos.instance_faults import crash_until_stopped
 
-    crash_instance(stack)
+    crash_until_stopped(stack)
 
 
 def _clear_instance_crash(stack: Stack) -> None:
@@ -279,8 +279,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "instance-crash",
-            "The leader's terminal crashes at every start for a while: its supervisor gives "
-            "up after three recoveries; nobody restarts it.",
+            "The leader's terminal crashes at every start until its supervisor gives up after "
+            "three recoveries; then the cause passes, and nobody restarts it.",
             "InstanceRecoveryFailed",
             _crash_instance,
             _clear_instance_crash,

@@ -87,7 +87,7 @@ def run_tour(
 
         raise ConfigError(f"unknown scenarios {unknown}; see `tradeguard chaos list`")
     if not console.is_terminal:
-        console.width = max(console.width, 132)  # the final table is the point of the demo
+        console.width = max(console.width, 180)  # the final table is the point of the demo
     layout = StackLayout.allocate(run_dir, profile="fast", replicas=2)
     stack = Stack(layout)
     console.print(
