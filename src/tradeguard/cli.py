@@ -705,10 +705,12 @@ def state_resync(
     redis_url: RedisOpt = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the engine's answer.")] = 15.0,
 ) -> None:
-    """Restore accounts Redis lost from DuckDB's copy (the writing engine does it, then answers).
+    """Rebuild accounts Redis lost from the fills in DuckDB (the writing engine does it,
+    between two signals, then answers).
 
-    Pause intake first (fills between the loss and the resync are not in DuckDB's copy):
-    see docs/runbooks/TradeStateInconsistent.md. Diverged accounts are listed, not changed.
+    Fills applied after the loss are counted too; an account DuckDB lacks fills for is left
+    as it is and reported. See docs/runbooks/TradeStateInconsistent.md. Diverged accounts are
+    listed, not changed.
     """
     from tradeguard.bus.connection import CONNECTION_ERRORS
     from tradeguard.process import wait_until
@@ -737,8 +739,10 @@ def state_resync(
     assert verdict is not None
     restored = ", ".join(verdict.restored) or "none"
     console.print(f"restored from DuckDB: {restored}")
+    if verdict.resync_problem:
+        console.print(f"not restored: {verdict.resync_problem}")
     _print_verdict(verdict)
-    if verdict.mismatches:
+    if verdict.mismatches or verdict.resync_problem:
         raise typer.Exit(1)
 
 

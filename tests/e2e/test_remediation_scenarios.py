@@ -141,3 +141,20 @@ def test_a_crashing_instance_the_supervisor_gave_up_on_is_restarted_by_itself(
     assert result.caught, result.error
     assert result.healed_by == "restart_instance", result.error
     assert attempts(live_stack, scenario.alert, "restart_instance", "done")
+
+
+def test_an_account_redis_lost_is_rebuilt_from_its_fills_by_itself(live_stack: LiveStack) -> None:
+    """Redis loses an account's hash while trading goes on (the next fills land on a fresh
+    one); TradeStateInconsistent fires, the leader rebuilds the account from its fills in
+    DuckDB, and the next check finds the copies agreeing."""
+    scenario = SCENARIOS["account-state-lost"]
+    assert scenario.heals_with == "resync_state"
+    before = remediation_counter(live_stack, "resync_state", "done")
+    result = run_scenario(
+        live_stack.stack, scenario, live_stack.view, fire_timeout=60, heal_timeout=HEAL_TIMEOUT
+    )
+    assert result.caught, result.error
+    assert result.healed_by == "resync_state", result.error
+    [done] = attempts(live_stack, scenario.alert, "resync_state", "done")
+    assert "rebuilt from DuckDB's fills" in done["detail"], done
+    assert remediation_counter(live_stack, "resync_state", "done") > before

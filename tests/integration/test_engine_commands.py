@@ -266,13 +266,88 @@ def test_resync_state_restores_an_account_redis_lost_from_duckdb(
         return None if snapshot is None else snapshot.trades
 
     wait_until(lambda: snapshot_trades() == 3, 15, "DuckDB's snapshot of the account after 3 fills")
+    before = engine.state.get("acct")
+    assert before is not None
     engine.state.redis.delete(KEYS.state("acct"))  # Redis loses the account's hash
     assert engine.state.get("acct") is None
+    publish(engine, "f4", "f5")  # trading goes on: two fills land on a fresh, empty hash
+    executed(engine, 5, "after the loss")
+    fresh = engine.state.get("acct")
+    assert fresh is not None and fresh.trades == 2
 
     answer = outcome(issuer, "resync_state")
     assert answer.answer == "done" and "acct" in answer.detail, answer
     restored = engine.state.get("acct")
-    assert restored is not None and (restored.trades, restored.positions) == (3, {"EURUSD": 3.0})
+    # Every fill counts, those after the loss too: not DuckDB's snapshot of 3 trades.
+    assert restored is not None and (restored.trades, restored.positions) == (5, {"EURUSD": 5.0})
+    assert restored.balance == pytest.approx(before.balance + fresh.balance)
+    assert engine.store is not None and engine.store.states()["acct"].trades <= 5
+
+
+def test_a_loss_stays_seen_after_trading_lifts_redis_past_the_snapshot(
+    settings: Settings, issuer: CommandBus
+) -> None:
+    """The snapshot alone stops showing a loss once the fills after it outnumber it (the
+    snapshot then follows Redis again); DuckDB's fills keep showing it until the resync."""
+    fast = settings.model_copy(update={"state_check_interval_seconds": 0.2})
+    with EngineService(fast, EngineOptions(consumer=REPLICA, metrics_port=0)) as svc:
+        started(svc)
+        store = svc.store
+        assert store is not None
+        publish(svc, "h1", "h2")
+        wait_until(
+            lambda: (s := store.states().get("acct")) is not None and s.trades == 2,
+            15,
+            "DuckDB's snapshot after 2 fills",
+        )
+        svc.state.redis.delete(KEYS.state("acct"))
+        publish(svc, "h3", "h4", "h5")  # 3 trades on the fresh hash: past the snapshot's 2
+        executed(svc, 5, "after the loss")
+        wait_until(lambda: persisted(svc) == 5, 15, "the 5 results in DuckDB")
+        wait_until(
+            lambda: (s := store.states().get("acct")) is not None and s.trades == 3,
+            15,
+            "the snapshot to follow Redis's count again",
+        )
+        wait_until(
+            lambda: gauge(svc, "tradeguard_state_mismatched_accounts") == 1,
+            10,
+            "the check to report the account lost",
+        )
+        answer = outcome(issuer, "resync_state")
+        assert answer.answer == "done", answer
+        restored = svc.state.get("acct")
+        assert restored is not None and (restored.trades, restored.positions) == (
+            5,
+            {"EURUSD": 5.0},
+        )
+        wait_until(
+            lambda: gauge(svc, "tradeguard_state_mismatched_accounts") == 0,
+            10,
+            "the next check to find the copies agreeing",
+        )
+
+
+def test_resync_state_refuses_an_account_duckdb_lacks_fills_for(
+    engine: EngineService, issuer: CommandBus
+) -> None:
+    """Results trimmed from the stream before they were stored: DuckDB's fills do not add up
+    to the trade count it saw, so the account is left for a person, never written short."""
+    store = engine.store
+    assert store is not None
+    publish(engine, "g1", "g2")
+    wait_until(
+        lambda: (s := store.states().get("acct")) is not None and s.trades == 2,
+        15,
+        "DuckDB's snapshot after 2 fills",
+    )
+    store._conn.execute("DELETE FROM results WHERE signal_id = 'g1'")  # as if never stored
+    engine.state.redis.delete(KEYS.state("acct"))
+
+    answer = outcome(issuer, "resync_state")
+    assert answer.answer == "failed", answer
+    assert "DuckDB holds 1 fill(s) for its 2 trades" in answer.detail, answer
+    assert engine.state.get("acct") is None, "nothing written short"
 
 
 # ---- connections ----------------------------------------------------------------------------

@@ -35,3 +35,17 @@ def test_the_same_trade_count_with_other_figures_has_diverged() -> None:
 
 def test_accounts_only_in_redis_are_not_checked_yet() -> None:
     assert compare({}, {"acct": state(5)}) == []
+
+
+def test_fewer_trades_in_redis_than_duckdb_has_fills_is_lost_state_whatever_the_snapshot() -> None:
+    """After a loss, trading lifts Redis's count past the snapshot's (3 trades in Redis since
+    the loss, a snapshot of 2 taken before it): only DuckDB's 5 fills still show the loss."""
+    found = compare({"acct": state(2, EURUSD=2.0)}, {"acct": state(3, EURUSD=3.0)}, {"acct": 5})
+    assert [(m.kind, m.known_trades) for m in found] == [(LOST, 5)]
+    assert "Redis 3 trades, DuckDB 5 trades" in found[0].describe()
+
+
+def test_fills_up_to_redis_count_are_normal_and_fills_alone_are_checked() -> None:
+    snapshot, in_redis = state(2, EURUSD=2.0), state(5, EURUSD=5.0)
+    assert compare({"acct": snapshot}, {"acct": in_redis}, {"acct": 5}) == []
+    assert [m.kind for m in compare({}, {"acct": None}, {"acct": 1})] == [LOST]

@@ -12,6 +12,7 @@ DEFAULT_TOUR = (
     "broker-session-dead",
     "leader-kill",
     "leader-engine-stuck",
+    "account-state-lost",
     "instance-crash",
     "slippage-spike",
     "broker-slow",

@@ -19,6 +19,7 @@ import httpx
 from tradeguard.bus.connection import make_client
 from tradeguard.bus.keys import Keys
 from tradeguard.bus.signal_stream import SignalStream
+from tradeguard.bus.trade_state import TradeState
 from tradeguard.config import Layer
 from tradeguard.engine.control import (
     clear_engine_stall,
@@ -191,6 +192,25 @@ def _disk(low: bool) -> Callable[[Stack], None]:
     return act
 
 
+def _trade_state(stack: Stack) -> TradeState:
+    return TradeState(make_client(stack.layout.redis_url(Layer.TRADE_STATE)), Keys())
+
+
+def _lose_account_state(stack: Stack) -> None:
+    """Redis loses the busiest account's hash (an eviction, a flush by hand); trading goes on,
+    so the engine's next fills land on a fresh, nearly empty hash."""
+    state = _trade_state(stack)
+    accounts = [(s.trades, a) for a in state.accounts() if (s := state.get(a)) is not None]
+    if not accounts:
+        raise ChaosError("no account has trade state in Redis yet")
+    _, account = max(accounts)
+    state.redis.delete(state.keys.state(account))
+
+
+def _nothing_to_undo(stack: Stack) -> None:
+    """The lost hash is not put back by hand: only the resync can rebuild it."""
+
+
 def _not_firing(alert: str) -> Callable[[Stack], bool]:
     """Ready when ``alert`` does not fire (an earlier scenario's occurrence has resolved)."""
 
@@ -287,6 +307,16 @@ SCENARIOS: dict[str, Scenario] = {
             heals_with="restart_instance",
             ready=_not_firing("InstanceRecoveryFailed"),
             notes=["healed by a fresh restart once the crash cause has passed"],
+        ),
+        Scenario(
+            "account-state-lost",
+            "Redis loses one account's trade state while trading goes on; nobody repairs it.",
+            "TradeStateInconsistent",
+            _lose_account_state,
+            _nothing_to_undo,
+            heals_with="resync_state",
+            ready=_not_firing("TradeStateInconsistent"),
+            notes=["healed by rebuilding the account from its fills in DuckDB"],
         ),
         Scenario(
             "leader-engine-stuck",

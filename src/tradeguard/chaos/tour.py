@@ -118,7 +118,7 @@ def run_tour(
                 live.update(_table(results, name, None))
                 result = run_scenario(stack, scenario, view, wait_resolved=False)
                 results.append(result)
-                if result.caught:
+                if result.caught and result.healed_after is None:  # healed: resolved already
                     t = threading.Thread(
                         target=finish_resolution,
                         args=(result, view_for(stack, scenario, view), resolve_cap),

@@ -32,7 +32,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -270,20 +271,27 @@ class Engine:
             return True
         return False
 
-    def reconnect_broker(self, timeout: float) -> bool:
-        """Between two entries (waiting up to ``timeout`` for the one in hand): drop the broker
-        session, if the broker can, and connect again; whether it is connected after.
-        TimeoutError, with nothing touched, if an entry was still being handled by then."""
+    @contextmanager
+    def between_signals(self, timeout: float) -> Iterator[None]:
+        """Hold the loop between two entries for the block (waiting up to ``timeout`` for the
+        one in hand): no order is sent, no result written and no fill applied meanwhile.
+        TimeoutError, with nothing held, if an entry was still being handled by then."""
         if not self._busy.acquire(timeout=max(0.0, timeout)):
             raise TimeoutError(f"a signal was still being handled after {timeout:.0f}s")
         try:
+            yield
+        finally:
+            self._busy.release()
+
+    def reconnect_broker(self, timeout: float) -> bool:
+        """Between two entries: drop the broker session, if the broker can, and connect again;
+        whether it is connected after (TimeoutError as :meth:`between_signals`)."""
+        with self.between_signals(timeout):
             disconnect = getattr(self.broker, "disconnect", None)  # not in every broker
             if callable(disconnect):
                 disconnect()
             self._connect_broker()
             return self.broker.connected
-        finally:
-            self._busy.release()
 
     def step(self) -> int:
         """Handle one batch: parked entries now due, our own pending entries after a restart
@@ -295,7 +303,8 @@ class Engine:
         if generation != self._term_seen:
             self._new_term(generation)
         if self._swept_term != self._term_seen:
-            self._sweep()
+            with self._busy:  # it settles intents: results and fills, like an entry
+                self._sweep()
         entries = self._due_parked()
         if not entries and self._own_pending_first:
             entries = self._read_own_pending()

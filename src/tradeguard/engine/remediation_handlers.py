@@ -46,7 +46,7 @@ from tradeguard.engine.commands import (
 from tradeguard.engine.control import set_intake_paused
 from tradeguard.engine.loop import Engine
 from tradeguard.instances.supervisor import InstanceSupervisor
-from tradeguard.store.consistency import read_verdict, request_resync
+from tradeguard.store.consistency import Verdict, read_verdict, request_resync
 from tradeguard.store.persister import ResultPersister
 
 log = logging.getLogger(__name__)
@@ -154,9 +154,7 @@ def _resync_state(parts: EngineParts, command: Command, stop: threading.Event) -
     while not stop.is_set():  # the checker polls the request twice a second; no event to await
         verdict = read_verdict(parts.state.redis, parts.keys)
         if verdict is not None and verdict.resync_done == request:
-            restored = ", ".join(verdict.restored) or "none (no account was missing from Redis)"
-            still = f"; still mismatched: {'; '.join(verdict.mismatches)}"
-            return done(f"restored from DuckDB: {restored}{still if verdict.mismatches else ''}")
+            return _resync_outcome(verdict)
         if time.monotonic() >= deadline:
             break
         stop.wait(0.1)
@@ -164,6 +162,16 @@ def _resync_state(parts: EngineParts, command: Command, stop: threading.Event) -
         f"resync_state: the consistency checker did not answer within {parts.resync_wait:.0f}s "
         "(the request stays queued for it)"
     )
+
+
+def _resync_outcome(verdict: Verdict) -> Outcome:
+    """Done when every lost account was rebuilt (or none was lost); failed, saying why, when
+    one is still lost: the alert stays firing, and the guard's budget ends the retries."""
+    restored = ", ".join(verdict.restored) or "none (no account was missing from Redis)"
+    still = f"; still mismatched: {'; '.join(verdict.mismatches)}" if verdict.mismatches else ""
+    if verdict.resync_problem:
+        return failed(f"resync_state: {verdict.resync_problem} (restored: {restored}{still})")
+    return done(f"rebuilt from DuckDB's fills: {restored}{still}")
 
 
 # ---- connections ----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.http import MetricsServer
 from tradeguard.metrics.process import process_registry
 from tradeguard.store.collector import DuckDBCollector
-from tradeguard.store.consistency import ConsistencyChecker
+from tradeguard.store.consistency import RESYNC_PAUSE_SECONDS, ConsistencyChecker
 from tradeguard.store.duck import DuckStore
 from tradeguard.store.persister import ResultPersister, store_group
 
@@ -131,7 +131,11 @@ class EngineService:
                 group=store_group(self.options.consumer),  # this replica's own group
                 active=active,
                 checker=ConsistencyChecker(
-                    self.state, self.store, self.metrics, settings.state_check_interval_seconds
+                    self.state,
+                    self.store,
+                    self.metrics,
+                    settings.state_check_interval_seconds,
+                    pause=lambda: self.engine.between_signals(RESYNC_PAUSE_SECONDS),
                 ),
             )
             self.registry.register(DuckDBCollector(self.store))

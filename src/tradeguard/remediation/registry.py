@@ -84,10 +84,11 @@ _ACTIONS = (
     ),
     ActionSpec(
         "resync_state",
-        "restores the trade state of accounts lost from Redis from DuckDB's copy",
+        "rebuilds the trade state of accounts Redis lost from their fills in DuckDB",
         Scope.LEADER,
         True,
-        "only accounts missing from Redis are written, from the leader's own DuckDB",
+        "only lost accounts are written, between two signals, from every fill DuckDB holds; "
+        "an account it lacks fills for is left alone",
     ),
     ActionSpec(
         "retry_result_sync",

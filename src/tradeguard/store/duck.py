@@ -20,6 +20,7 @@ import duckdb
 from tradeguard.bus.results import TradeResult
 from tradeguard.bus.trade_state import AccountState
 from tradeguard.errors import TradeguardError
+from tradeguard.fencing import Fill
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.vocabulary import DUCKDB_OPS
 
@@ -164,6 +165,27 @@ class DuckStore:
             )
             for r in rows
         }
+
+    def fills(self, account: str) -> list[Fill]:
+        """The account's filled results as fills, in the order the engine applied them (a
+        leader handles one signal at a time, stamping ``executed_at`` before it applies)."""
+        with self._lock, self._timed("read_state"):
+            rows = self._conn.execute(
+                "SELECT symbol, action, volume, fill_price FROM results "
+                "WHERE account = ? AND status = 'filled' AND fill_price IS NOT NULL "
+                "ORDER BY executed_at, signal_id",
+                [account],
+            ).fetchall()
+        return [Fill(account, str(r[0]), str(r[1]), float(r[2]), float(r[3])) for r in rows]
+
+    def fill_counts(self) -> dict[str, int]:
+        """Filled results per account: the trades Redis must count at least."""
+        with self._lock, self._timed("check"):
+            rows = self._conn.execute(
+                "SELECT account, count(*) FROM results "
+                "WHERE status = 'filled' AND fill_price IS NOT NULL GROUP BY account"
+            ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def result_counts(self) -> dict[str, int]:
         with self._lock, self._timed("check"):

@@ -118,6 +118,7 @@ class ResultPersister:
         self._refused = False  # Redis refuses our credentials: said once, until it accepts
         self._last_snapshot = 0.0
         self._never_read: int | None = None  # entries the group skipped, at the last check
+        self._last_read = 0  # entries the last batch read (0: caught up, for drain)
         self._last_skip_check = -SKIP_CHECK_INTERVAL
         # The write gate: held while one batch is read, stored and acknowledged, so closing it
         # waits for the batch in hand and nothing is read or written after.
@@ -192,8 +193,23 @@ class ResultPersister:
                 return 0
             return self._step(block_ms, count)
 
-    def _step(self, block_ms: int, count: int) -> int:
+    def drain(self, rounds: int = 20) -> bool:
+        """Store every result already in the stream now, without waiting for new ones; True
+        once caught up. A resync reads DuckDB's fills right after, with the engine between two
+        signals, so nothing is added meanwhile. False while writes are stopped or failing."""
+        with self._batch:
+            for _ in range(rounds):
+                if self._writes_stopped:
+                    return False
+                pending = self._pending_first
+                self._step(None, 500)
+                if not pending and not self._pending_first and self._last_read == 0:
+                    return True
+        return False
+
+    def _step(self, block_ms: int | None, count: int) -> int:
         start_id = "0" if self._pending_first else ">"
+        self._last_read = 0
         try:
             reply = self.results.redis.xreadgroup(
                 self.group,
@@ -208,6 +224,7 @@ class ResultPersister:
                 return 0
             raise
         entries = reply[0][1] if reply else []
+        self._last_read = len(entries)
         if self._pending_first and not entries:
             self._pending_first = False
             return 0
@@ -324,7 +341,7 @@ class ResultPersister:
                 self.step()  # every replica, leader or not: its DuckDB keeps every result
                 if self.checker is not None and self.active():
                     layer = self.checker.state.instruments
-                    self.checker.maybe_check()  # the shared Redis state: the leader's only
+                    self.checker.maybe_check(self.drain)  # shared Redis state: leader's only
                 if self._writes_stopped:
                     stop.wait(0.1)  # nothing to read until the gate opens; the check goes on
                 backoff = 0.05
