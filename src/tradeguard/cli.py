@@ -372,17 +372,32 @@ def demo(
     run_dir: Annotated[Path, typer.Option(help="Where the stack keeps data and logs.")] = Path(
         "run/demo"
     ),
+    compare_remediation: Annotated[
+        bool,
+        typer.Option(
+            help="Run each scenario that healed again with its action turned off, and show "
+            "how long it then stays firing (a column 'remediation off'; takes longer)."
+        ),
+    ] = False,
 ) -> None:
     """Bring up the whole stack under a steady workload, tour the fault scenarios, and end
-    with a table: expected alert, seconds to fire and to resolve, notifications, signals lost
-    or duplicated."""
+    with a table: expected alert, seconds to fire and to resolve, what healed it,
+    notifications, signals lost or duplicated."""
     from tradeguard.chaos.tour import run_tour
 
     names = [s.strip() for s in scenarios.split(",") if s.strip()]
     if rate <= 0 or not names:
         raise _fail("--rate must be > 0 and --scenarios must name at least one scenario")
     try:
-        code = run_tour(console, run_dir, names, rate, resolve_cap, min_duration=duration)
+        code = run_tour(
+            console,
+            run_dir,
+            names,
+            rate,
+            resolve_cap,
+            min_duration=duration,
+            compare_remediation=compare_remediation,
+        )
     except TradeguardError as exc:
         raise _fail(str(exc)) from None
     raise typer.Exit(code)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +32,13 @@ class LiveStack:
         return self.stack.layout
 
 
-@pytest.fixture(scope="module")
-def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    run_dir: Path = tmp_path_factory.mktemp("stack")
+@contextmanager
+def running_stack(
+    run_dir: Path, responder_env: Mapping[str, str] | None = None
+) -> Iterator[LiveStack]:
+    """A fast-profile stack of two replicas under a steady 20 signals/s, stopped after."""
     layout = StackLayout.allocate(run_dir, profile="fast", replicas=2)
-    stack = Stack(layout).start()
+    stack = Stack(layout, responder_env=responder_env).start()
     gen: SignalGenerator | None = None
     try:
         gen = SignalGenerator(
@@ -50,3 +53,9 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         if gen is not None:
             gen.stop()
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as live:
+        yield live

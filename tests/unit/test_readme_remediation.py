@@ -60,6 +60,7 @@ def test_guard_rails_name_their_settings_with_their_defaults() -> None:
         ("MAX_ALERT_AGE_SECONDS", policy.max_alert_age_seconds),
         ("REPEAT_LIMIT", policy.repeat_limit),
         ("REPEAT_WINDOW_SECONDS", policy.repeat_window_seconds),
+        ("VERIFY_SECONDS", policy.verify_seconds),
     ):
         field = settings[f"remediation_{suffix.lower()}"]
         assert field.default == default, f"{suffix}: settings and guard defaults differ"

@@ -262,10 +262,38 @@ def test_naive_datetimes_are_refused() -> None:
 
 
 # ---- done, pending ---------------------------------------------------------------------------
-def test_a_done_occurrence_is_skipped_even_once_the_cooldown_is_over() -> None:
-    v = ask([tried("failed", 1000), tried("done", 700)])
+CONTAIN = Request("stop_duckdb_writes", "engine-a", "fp1", T0)
+
+
+def test_a_done_containing_action_is_skipped_even_once_the_cooldown_is_over() -> None:
+    """Stopped writes hold the fault until the alert resolves: nothing more to do."""
+    done = [tried("failed", 1000, action=CONTAIN.action), tried("done", 700, action=CONTAIN.action)]
+    v = ask(done, request=CONTAIN)
     assert v.kind is VerdictKind.SKIP
     assert "done already" in v.reason
+
+
+def test_a_done_healing_action_waits_for_its_alert_to_resolve() -> None:
+    v = ask([tried("done", POLICY.verify_seconds - 1)])
+    assert v.kind is VerdictKind.WAIT
+    assert "verifying" in v.reason and "1 s more" in v.reason
+
+
+def test_a_done_healing_action_whose_alert_still_fires_runs_again() -> None:
+    v = ask([tried("done", POLICY.verify_seconds + 1)])
+    assert (v.kind, v.attempt) == (VerdictKind.RUN, 2)
+
+
+def test_a_fault_the_action_cannot_help_ends_exhausted_after_the_budget() -> None:
+    """Done three times, verified each time, and the alert still fires: one exhaustion, with
+    what was tried, never a fourth attempt."""
+    gap = POLICY.verify_seconds + 1
+    history = [tried("done", 3 * gap), tried("done", 2 * gap), tried("done", gap)]
+    v = ask(history)
+    assert v.kind is VerdictKind.EXHAUSTED
+    assert "done, done, done" in v.reason and "the alert still fires" in v.reason
+    # The third attempt is still being verified: not exhausted before it had its chance.
+    assert ask([*history[:2], tried("done", 10)]).kind is VerdictKind.WAIT
 
 
 def test_a_pending_attempt_of_the_occurrence_waits_even_as_the_last_of_the_budget() -> None:

@@ -13,12 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tradeguard.chaos.scenarios import Scenario
 from tradeguard.responder.client import ResponderClient
+from tradeguard.responder.remediation import EXHAUSTED_ALERT
 from tradeguard.stack.stack import Stack
 from tradeguard.stack.status import STACK_RESPONDER_HINTS
+
+_T = TypeVar("_T")
 
 HISTORY_LIMIT = 500  # events of one alert per read: far more than a scenario raises
 
@@ -40,6 +43,11 @@ class ScenarioResult:
     # Contained scenarios: the action done before the fault was undone (its undo follows the
     # resolution).
     contained_by: str | None = None
+    # Scenarios no action can help: the action remediation gave up on (RemediationExhausted),
+    # the seconds from the firing notice to that notice, and how many attempts it made.
+    gave_up_on: str | None = None
+    gave_up_after: float | None = None
+    attempts: int = 0
 
     @property
     def caught(self) -> bool:
@@ -131,20 +139,20 @@ def run_scenario(
     say = on_progress or (lambda _m: None)
     view = view_for(stack, scenario, view)
     if scenario.ready is not None:
-        deadline = time.time() + ready_timeout
-        while not scenario.ready(stack) and time.time() < deadline:
-            time.sleep(0.5)
+        ready = scenario.ready
+        _poll(lambda: ready(stack) or None, time.time() + ready_timeout, 0.5)
     injected = time.time()
     result = ScenarioResult(scenario.name, scenario.alert, injected)
     scenario.inject(stack)
     say(f"{scenario.name}: injected, waiting for {scenario.alert}")
     try:
-        while time.time() - injected < fire_timeout:
-            fired = _first(view.events(scenario.alert), "firing", injected)
-            if fired is not None:
-                result.fired_after = _ts(fired["received_at"]) - injected
-                break
-            time.sleep(0.2)
+        fired = _poll(
+            lambda: _first(view.events(scenario.alert), "firing", injected),
+            injected + fire_timeout,
+            0.2,
+        )
+        if fired is not None:
+            result.fired_after = _ts(fired["received_at"]) - injected
         else:
             where = "the bypass sink" if scenario.observed_at == "bypass" else "the responder"
             result.error = f"{scenario.alert} did not reach {where} in {fire_timeout:.0f}s"
@@ -154,6 +162,9 @@ def run_scenario(
         elif scenario.contained_by is not None and result.caught:
             say(f"{scenario.name}: fired; waiting for {scenario.contained_by}")
             wait_contained(result, scenario.contained_by, view, heal_timeout)
+        elif scenario.exhausts is not None and result.caught:
+            say(f"{scenario.name}: fired; waiting for remediation to give up")
+            wait_exhausted(result, scenario.exhausts, view, heal_timeout)
     finally:
         scenario.undo(stack)  # for a healed scenario: tidying up what the injection left
         result.undone_at = time.time()
@@ -168,21 +179,28 @@ def run_scenario(
     return result
 
 
+def _poll(find: Callable[[], _T | None], until: float, interval: float = 0.5) -> _T | None:
+    """What ``find`` first returns other than None, looking every ``interval`` seconds until
+    the wall-clock time ``until``; None if it never did."""
+    while True:
+        found = find()
+        if found is not None or time.time() >= until:
+            return found
+        time.sleep(interval)
+
+
 def wait_healed(result: ScenarioResult, action: str, view: AlertView, timeout: float) -> None:
     """Until the alert resolves with the fault still in place (bounded): then the action the
     responder's audit shows done for it is what healed it."""
     assert result.fired_after is not None
     fired_at = result.injected_at + result.fired_after
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        resolved = _first(view.events(result.alert), "resolved", fired_at)
-        if resolved is not None:
-            result.healed_after = _ts(resolved["received_at"]) - fired_at
-            break
-        time.sleep(0.5)
-    else:
+    resolved = _poll(
+        lambda: _first(view.events(result.alert), "resolved", fired_at), time.time() + timeout
+    )
+    if resolved is None:
         result.error = f"{result.alert} did not heal by itself in {timeout:.0f}s"
         return
+    result.healed_after = _ts(resolved["received_at"]) - fired_at
     if done_actions(view, result.alert, action, result.injected_at):
         result.healed_by = action
     else:
@@ -205,26 +223,61 @@ def done_actions(view: AlertView, alert: str, action: str, since: float) -> list
 
 def wait_contained(result: ScenarioResult, action: str, view: AlertView, timeout: float) -> None:
     """Until the responder's audit shows ``action`` done for the alert (bounded)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if done_actions(view, result.alert, action, result.injected_at):
-            result.contained_by = action
-            return
-        time.sleep(0.5)
-    result.error = f"{action} was not done for {result.alert} within {timeout:.0f}s"
+    if _poll(
+        lambda: done_actions(view, result.alert, action, result.injected_at) or None,
+        time.time() + timeout,
+    ):
+        result.contained_by = action
+    else:
+        result.error = f"{action} was not done for {result.alert} within {timeout:.0f}s"
+
+
+def wait_exhausted(result: ScenarioResult, action: str, view: AlertView, timeout: float) -> None:
+    """Until the responder raises RemediationExhausted for the alert and ``action`` (bounded),
+    with the fault still in place; then how many attempts of it the audit shows."""
+    assert result.fired_after is not None
+    fired_at = result.injected_at + result.fired_after
+
+    def notice() -> dict[str, Any] | None:
+        return next(
+            (
+                e
+                for e in view.events(EXHAUSTED_ALERT)
+                if e.get("status") == "firing"
+                and _ts(e.get("received_at")) >= result.injected_at
+                and e.get("labels", {}).get("for_alert") == result.alert
+                and e.get("labels", {}).get("action") == action
+            ),
+            None,
+        )
+
+    found = _poll(notice, time.time() + timeout)
+    if found is None:
+        result.error = f"remediation did not give up on {action} within {timeout:.0f}s"
+        return
+    result.gave_up_on = action
+    result.gave_up_after = _ts(found["received_at"]) - fired_at
+    read_actions = getattr(view, "actions", None)
+    rows = read_actions(result.alert) if callable(read_actions) else []
+    result.attempts = sum(
+        1
+        for a in rows
+        if a.get("action") == action
+        and int(a.get("attempt", 0)) > 0
+        and a.get("outcome") not in ("exhausted", "skipped", "dry_run")
+        and _ts(a.get("decided_at")) >= result.injected_at
+    )
 
 
 def finish_resolution(result: ScenarioResult, view: AlertView, timeout: float) -> None:
     """Wait (bounded) for the resolved notice of a caught scenario and count notifications."""
-    assert result.undone_at is not None
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        events = view.events(result.alert)
-        resolved = _first(events, "resolved", result.undone_at)
-        if resolved is not None:
-            result.resolved_after = _ts(resolved["received_at"]) - result.undone_at
-            break
-        time.sleep(0.5)
+    undone_at = result.undone_at
+    assert undone_at is not None
+    resolved = _poll(
+        lambda: _first(view.events(result.alert), "resolved", undone_at), time.time() + timeout
+    )
+    if resolved is not None:
+        result.resolved_after = _ts(resolved["received_at"]) - undone_at
     count_notifications(result, view)
 
 

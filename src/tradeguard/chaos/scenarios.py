@@ -35,6 +35,7 @@ from tradeguard.responder.client import ResponderUnavailable
 from tradeguard.stack.render import ensure_token
 from tradeguard.stack.stack import Stack
 from tradeguard.stack.status import read_responder_health, responder_client
+from tradeguard.store.consistency import request_resync
 
 LOW_DISK_BYTES = 512 * 1024 * 1024  # below DuckDBDiskSpaceLow's 1 GiB threshold
 
@@ -64,6 +65,9 @@ class Scenario:
     # A fault remediation contains but cannot end (a full disk): the runner waits for this
     # action to be done before a person undoes the fault, and for its undo after.
     contained_by: str | None = None
+    # A fault the rule's action cannot help: the runner waits for the responder to give up on
+    # this action (RemediationExhausted after its budget) before a person undoes the fault.
+    exhausts: str | None = None
 
 
 def _knobs(**values: float) -> Callable[[Stack], None]:
@@ -77,6 +81,14 @@ def _kill_broker_sessions(stack: Stack) -> None:
     """The venue drops every open session without telling the clients: each engine's orders
     fail on it until the engine connects again."""
     _knobs(dead_sessions_before=time.time())(stack)
+
+
+VENUE_DOWN_SECONDS = 3600.0  # far longer than any scenario: only the undo ends it
+
+
+def _venue_refuses_every_session(stack: Stack) -> None:
+    """The venue refuses every order on every session, new ones too: reconnecting cannot help."""
+    _knobs(dead_sessions_before=time.time() + VENUE_DOWN_SECONDS)(stack)
 
 
 def _reset_knobs(stack: Stack) -> None:
@@ -207,8 +219,11 @@ def _lose_account_state(stack: Stack) -> None:
     state.redis.delete(state.keys.state(account))
 
 
-def _nothing_to_undo(stack: Stack) -> None:
-    """The lost hash is not put back by hand: only the resync can rebuild it."""
+def _resync_by_hand(stack: Stack) -> None:
+    """What a person does (``tradeguard state resync``): ask the writing engine to rebuild what
+    Redis lost. After a remediation that did it already, there is nothing left to rebuild."""
+    state = _trade_state(stack)
+    request_resync(state.redis, state.keys)
 
 
 def _not_firing(alert: str) -> Callable[[Stack], bool]:
@@ -298,6 +313,20 @@ SCENARIOS: dict[str, Scenario] = {
             notes=["resolves once its 1 m failure window has passed after the reconnect"],
         ),
         Scenario(
+            "broker-venue-down",
+            "The venue refuses every order on every session, however often the engines "
+            "reconnect, until a person acts: the rule's action cannot help.",
+            "TradeExecutionFailures",
+            _venue_refuses_every_session,
+            _reset_knobs,
+            exhausts="reconnect_broker",
+            ready=_not_firing("TradeExecutionFailures"),
+            notes=[
+                "remediation reconnects, waits for the alert to resolve, and after its budget "
+                "raises RemediationExhausted; a person's undo resolves it"
+            ],
+        ),
+        Scenario(
             "instance-crash",
             "The leader's terminal crashes at every start until its supervisor gives up after "
             "three recoveries; then the cause passes, and nobody restarts it.",
@@ -313,7 +342,7 @@ SCENARIOS: dict[str, Scenario] = {
             "Redis loses one account's trade state while trading goes on; nobody repairs it.",
             "TradeStateInconsistent",
             _lose_account_state,
-            _nothing_to_undo,
+            _resync_by_hand,
             heals_with="resync_state",
             ready=_not_firing("TradeStateInconsistent"),
             notes=["healed by rebuilding the account from its fills in DuckDB"],

@@ -140,10 +140,6 @@ class ControlledFence:
     def may_execute(self) -> bool:
         return not self.control.paused and self.inner.may_execute()
 
-    def stall_remaining(self, replica: str) -> float:
-        """The engine loop reads its stall here (see :meth:`ControlPoller.stall_remaining`)."""
-        return self.control.stall_remaining(replica)
-
     def holds_term(self, margin: float) -> bool:
         return self.inner.holds_term(margin)  # a paused intake stops new work, not work under way
 

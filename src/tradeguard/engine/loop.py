@@ -78,7 +78,7 @@ Checkpoint = Literal["before_intent", "after_intent", "after_fill"]
 EXPIRED_MARK = b"expired"  # what a done action that was dead-lettered as expired records
 
 # consumer -> seconds the loop must still stand still (0: go on). The runtime control's
-# ``stall_remaining``; a chaos knob that simulates a hung call in the loop.
+# ``ControlPoller.stall_remaining``; a chaos knob that simulates a hung call in the loop.
 StallSource = Callable[[str], float]
 STALL_TICK = 0.1  # seconds a stalled loop sleeps between two looks at its stall
 
@@ -128,8 +128,8 @@ class Engine:
         metrics: Metrics | None = None,
         stall: StallSource | None = None,
     ) -> None:
-        """``stall`` says how long the loop must stand still; by default the fence's own
-        ``stall_remaining`` when it has one (the runtime control's fence), else never."""
+        """``stall`` says how long the loop must stand still (the engine service passes the
+        runtime control's); never, when not given."""
         self.config = config
         self.signals = signals
         self.results = results
@@ -149,8 +149,7 @@ class Engine:
         self._sent_at: dict[str, float] = {}
         self._parked: dict[bytes, Parked] = {}
         self._busy = threading.Lock()  # held while one entry is handled: drain waits on it
-        fence_stall: StallSource = getattr(fence, "stall_remaining", _never_stalled)
-        self._stall: StallSource = stall if stall is not None else fence_stall
+        self._stall: StallSource = stall if stall is not None else _never_stalled
         self._stalled = False
         self._heartbeat = metrics.engine_loop_heartbeat if metrics is not None else None
         if metrics is not None:

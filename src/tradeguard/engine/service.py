@@ -117,6 +117,7 @@ class EngineService:
             self.broker,
             self.fence,
             self.metrics,
+            stall=self.control.stall_remaining,
         )
         self.store: DuckStore | None = None
         self.persister: ResultPersister | None = None

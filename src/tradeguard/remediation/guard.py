@@ -16,15 +16,22 @@ contract, each position for a reason:
 1. **Unknown action** → SKIP, **not automatic** (``Scope.NOBODY``) → SKIP, **action off** →
    SKIP. The configuration answers before anything else: nothing below matters for an action
    that never runs automatically, and the reason then names the setting to change.
-2. **Already handled** → SKIP: an attempt of this occurrence is ``done`` (the fault was
-   healed once; a repeat would act on a healthy system), or, in dry-run mode, its dry run is
+2. **Already handled** → SKIP: an attempt of a *containing* action (one with an undo: stop
+   writes, throttle intake) is ``done`` for this occurrence: it holds the fault until the alert
+   resolves, and nothing more can be done automatically; or, in dry-run mode, its dry run is
    recorded already (one record of what it would do per occurrence, not one per evaluation).
+   2b. **Being verified** → WAIT: a *healing* action (no undo: reconnect, restart, resync,
+   demote) is ``done`` for this occurrence less than ``verify_seconds`` ago. "Done" says the
+   command was carried out, not that the fault is gone: the alert gets that long (longer than
+   its own rule needs to clear) to resolve. Still firing after it, the action runs again, and
+   the budget below ends it: a fault the action cannot help ends in EXHAUSTED, never in a loop.
 3. **In flight** → WAIT: an attempt of this occurrence is ``pending`` and younger than
    ``pending_timeout_seconds``. It comes before the budget so that a third attempt still
    waiting for its answer is not declared exhausted before it can succeed. A pending attempt
    older than that counts as ``timed_out`` (the controller died, or its answer never came),
    so it cannot block the occurrence for ever.
-4. **Budget spent** → EXHAUSTED: ``budget`` attempts of this occurrence, none ``done``. It
+4. **Budget spent** → EXHAUSTED: ``budget`` attempts of this occurrence, and the alert still
+   fires (none was ``done``, or those done were verified and did not heal it). It
    comes before the stale and safety checks so that the controller learns of the exhaustion
    (and notifies ``RemediationExhausted`` once, with what was tried) whatever else holds.
    :func:`decide` answers EXHAUSTED on every later call too; notifying once is the
@@ -97,6 +104,9 @@ class GuardPolicy:
     repeat_window_seconds: float = 3600.0
     # A pending attempt older than this counts as timed out (about twice a command's timeout).
     pending_timeout_seconds: float = 120.0
+    # How long a done healing action has for its alert to resolve before it runs again: longer
+    # than the slowest rule takes to clear (a 1 m failure window, then Alertmanager's delivery).
+    verify_seconds: float = 300.0
     dry_run: bool = False
     enabled: frozenset[str] = field(default_factory=lambda: frozenset(on_by_default()))
 
@@ -111,6 +121,7 @@ class GuardPolicy:
             "max_alert_age_seconds",
             "pending_timeout_seconds",
             "repeat_window_seconds",
+            "verify_seconds",
         ):
             value = getattr(self, name)
             if not value > 0:  # also refuses NaN
@@ -214,7 +225,7 @@ class VerdictKind(StrEnum):
     DRY_RUN = "dry_run"  # record what would run, issue nothing
     WAIT = "wait"  # not now; ask again later
     SKIP = "skip"  # never for this occurrence
-    EXHAUSTED = "exhausted"  # the budget is spent with nothing done: notify RemediationExhausted
+    EXHAUSTED = "exhausted"  # the budget is spent, the alert still fires: RemediationExhausted
 
 
 @dataclass(frozen=True)
@@ -265,9 +276,21 @@ def decide(
             f"{request.action} is off (TRADEGUARD_RESPONDER_REMEDIATION_ENABLE turns it on, "
             "unless it was turned off at run time)",
         )
-    # 2. Already handled.
-    if any(a.outcome == "done" for a in mine):
-        return verdict(VerdictKind.SKIP, f"{what} is done already for this occurrence")
+    # 2. Already handled (containing), or being verified (healing).
+    done = [a for a in mine if a.outcome == "done"]
+    if done and spec.undo is not None:
+        return verdict(
+            VerdictKind.SKIP,
+            f"{what} is done already for this occurrence (it holds until the alert resolves)",
+        )
+    if done:
+        since = _seconds(now - max(a.at for a in done))
+        if since < policy.verify_seconds:
+            return verdict(
+                VerdictKind.WAIT,
+                f"verifying: {what} was done {_s(since)} ago; the alert has "
+                f"{_s(policy.verify_seconds - since)} more to resolve before it runs again",
+            )
     if policy.dry_run and any(a.outcome == "dry_run" for a in mine):
         return verdict(VerdictKind.SKIP, f"dry run of {what} already recorded for this occurrence")
     # 3. In flight.
@@ -279,9 +302,10 @@ def decide(
             "timed_out" if a.outcome == "pending" else a.outcome
             for a in sorted(counted, key=lambda a: a.at)
         )
+        outcome = "the alert still fires" if done else "none done"
         return verdict(
             VerdictKind.EXHAUSTED,
-            f"budget spent: {len(counted)} attempts of {what} ({tried}), none done",
+            f"budget spent: {len(counted)} attempts of {what} ({tried}), {outcome}",
         )
     # 4b. The fault keeps coming back: across occurrences, within the repeat window.
     repeat_start = now - timedelta(seconds=policy.repeat_window_seconds)

@@ -17,9 +17,10 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -39,6 +40,7 @@ alerts_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+_T = TypeVar("_T")
 # Piped output (a script, grep) gets wide lines instead of rich's 80-column default, so names
 # are never cut; a terminal, or an explicit COLUMNS, keeps its own width.
 PIPED_WIDTH = 200
@@ -99,6 +101,21 @@ def _client(
     return ResponderClient(url, _token(token, token_file), token_file=token_file, timeout=timeout)
 
 
+def _ask(
+    url: str,
+    token: str | None,
+    token_file: Path | None,
+    timeout: float,
+    call: Callable[[ResponderClient], _T],
+) -> _T:
+    """One request of a command; a responder that cannot answer ends it with one error line."""
+    try:
+        with _client(url, token, token_file, timeout) as client:
+            return call(client)
+    except ResponderUnavailable as exc:
+        raise _fail(str(exc)) from None
+
+
 def _when(value: str | None) -> str:
     if not value:
         return "-"
@@ -116,11 +133,7 @@ def firing_command(
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """List the alerts firing now, newest first."""
-    try:
-        with _client(url, token, token_file, timeout) as client:
-            alerts = client.firing()
-    except ResponderUnavailable as exc:
-        raise _fail(str(exc)) from None
+    alerts = _ask(url, token, token_file, timeout, lambda client: client.firing())
     if not alerts:
         _out().print("no alerts firing")
         return
@@ -154,11 +167,13 @@ def history_command(
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """List the last stored alert events (firing and resolved), newest first."""
-    try:
-        with _client(url, token, token_file, timeout) as client:
-            events = client.history(alertname=alertname, limit=limit)
-    except ResponderUnavailable as exc:
-        raise _fail(str(exc)) from None
+    events = _ask(
+        url,
+        token,
+        token_file,
+        timeout,
+        lambda client: client.history(alertname=alertname, limit=limit),
+    )
     if not events:
         _out().print("no alert events stored" + (f" for {alertname}" if alertname else ""))
         return
@@ -218,11 +233,13 @@ def notifications_command(
     for name in state or []:
         if name not in NOTIFICATION_STATES:
             raise _fail(f"--state must be one of {', '.join(NOTIFICATION_STATES)}, got {name!r}")
-    try:
-        with _client(url, token, token_file, timeout) as client:
-            page = client.notifications(limit=limit, states=state or ())
-    except ResponderUnavailable as exc:
-        raise _fail(str(exc)) from None
+    page = _ask(
+        url,
+        token,
+        token_file,
+        timeout,
+        lambda client: client.notifications(limit=limit, states=state or ()),
+    )
     rows = page.rows
     if failures:
         rows = [r for r in rows if r.get("last_error") or r.get("state") == "dead"]
@@ -302,11 +319,15 @@ def actions_command(
         )
     if outcome is not None and outcome not in REMEDIATION_OUTCOMES:
         raise _fail(f"--outcome must be one of {', '.join(REMEDIATION_OUTCOMES)}, got {outcome!r}")
-    try:
-        with _client(url, token, token_file, timeout) as client:
-            rows = client.actions(limit=limit, action=action, outcome=outcome, alertname=alertname)
-    except ResponderUnavailable as exc:
-        raise _fail(str(exc)) from None
+    rows = _ask(
+        url,
+        token,
+        token_file,
+        timeout,
+        lambda client: client.actions(
+            limit=limit, action=action, outcome=outcome, alertname=alertname
+        ),
+    )
     if not rows:
         _out().print("no remediation decisions recorded")
         return
@@ -353,11 +374,15 @@ def ack_command(
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Acknowledge an alert's newest occurrence (the first acknowledgement counts for MTTA)."""
-    try:
-        with _client(url, token, token_file, timeout) as client:
-            ack = client.acknowledge(fingerprint, by, false_positive=false_positive, note=note)
-    except ResponderUnavailable as exc:
-        raise _fail(str(exc)) from None
+    ack = _ask(
+        url,
+        token,
+        token_file,
+        timeout,
+        lambda client: client.acknowledge(
+            fingerprint, by, false_positive=false_positive, note=note
+        ),
+    )
     verdict = " as a false positive" if ack.get("false_positive") else ""
     _out().print(
         f"acknowledged {ack['fingerprint']} (started {_when(ack.get('starts_at'))}) "
@@ -382,11 +407,7 @@ def report_command(
     timeout: TimeoutOpt = 10.0,
 ) -> None:
     """How well the alerting works: alert rate, MTTA, MTTR, false positives, top alerts."""
-    try:
-        with _client(url, token, token_file, timeout) as client:
-            r = client.report(days=days)
-    except ResponderUnavailable as exc:
-        raise _fail(str(exc)) from None
+    r = _ask(url, token, token_file, timeout, lambda client: client.report(days=days))
     share = r.get("false_positive_share")
     table = Table(title=f"alerting over the last {days} day(s)", show_header=False)
     table.add_column("figure", style="bold")

@@ -96,6 +96,7 @@ class ResponderSettings(BaseSettings):
     remediation_max_alert_age_seconds: float = Field(default=1800.0, gt=0)
     remediation_repeat_limit: int = Field(default=6, ge=1)
     remediation_repeat_window_seconds: float = Field(default=3600.0, gt=0)
+    remediation_verify_seconds: float = Field(default=300.0, gt=0)
     remediation_command_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("throttle_per_minute")
@@ -121,6 +122,7 @@ class ResponderSettings(BaseSettings):
             max_alert_age_seconds=self.remediation_max_alert_age_seconds,
             repeat_limit=self.remediation_repeat_limit,
             repeat_window_seconds=self.remediation_repeat_window_seconds,
+            verify_seconds=self.remediation_verify_seconds,
             pending_timeout_seconds=2 * self.remediation_command_timeout_seconds,
             dry_run=self.remediation_dry_run,
         )

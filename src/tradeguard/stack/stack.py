@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ STREAMS = f"{Keys().signals},{Keys().results}"
 # The fast profile's Watchdog repeats every 6 s (render.WATCHDOG_TIMERS): a switch that trips
 # after 20 s notices a broken alert path within a demo, yet tolerates two lost repeats.
 FAST_WATCHDOG_TIMEOUT_SECONDS = 20
+FAST_VERIFY_SECONDS = 90  # remediation's verify time in the fast profile (see responder env)
 # The fast profile's responder restarts instances at most once every 15 s (its remediation
 # cool-down, below), and it restarts one within seconds of its first failure (InstanceFailed).
 # A supervisor backing off 1, 2, 4 s, then 8 s before it gives up, needs ~18 s from that restart
@@ -105,9 +106,16 @@ def _tradeguard(*args: str) -> list[str]:
 class Stack:
     """Builds, starts and stops every child of one local stack."""
 
-    def __init__(self, layout: StackLayout, deploy: Path | None = None) -> None:
+    def __init__(
+        self,
+        layout: StackLayout,
+        deploy: Path | None = None,
+        responder_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.layout = layout
         self.deploy = deploy or repo_deploy_dir()
+        # Responder settings on top of the profile's (a test shortens remediation's waits).
+        self.responder_env = dict(responder_env or {})
         self.children: dict[str, ManagedProcess] = {}
         self._build()
 
@@ -265,6 +273,10 @@ class Stack:
             # A tour injects a dozen faults in ten minutes: the default rate limit (6 actions per
             # 10 min, against a storm on a real desk) would hold back its later healings.
             env["TRADEGUARD_RESPONDER_REMEDIATION_RATE_LIMIT"] = "30"
+            # A healed TradeExecutionFailures resolves about 60 s after the reconnect (its 1 m
+            # window): a done action is judged after 90 s, not the default 300.
+            env["TRADEGUARD_RESPONDER_REMEDIATION_VERIFY_SECONDS"] = str(FAST_VERIFY_SECONDS)
+        env.update(self.responder_env)
         return ManagedProcess(
             "responder",
             argv,
