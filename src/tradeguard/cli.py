@@ -48,9 +48,14 @@ state_app = typer.Typer(
 rules_app = typer.Typer(
     help="Check the shipped alert rules, routing and runbooks.", no_args_is_help=True
 )
+instance_app = typer.Typer(
+    help="Supervised terminal/worker instances: restart one the supervisor gave up on.",
+    no_args_is_help=True,
+)
 app.add_typer(rules_app, name="rules")
 app.add_typer(ha_app, name="ha")
 app.add_typer(state_app, name="state")
+app.add_typer(instance_app, name="instance")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(alerts_app, name="alerts")
 app.command("responder")(responder_command)
@@ -759,6 +764,40 @@ def state_resync(
     _print_verdict(verdict)
     if verdict.mismatches or verdict.resync_problem:
         raise typer.Exit(1)
+
+
+@instance_app.command("restart")
+def instance_restart(
+    instance: Annotated[str, typer.Argument(help="The instance id, as in its alert's labels.")],
+    config: ConfigOpt = None,
+    redis_url: RedisOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the engine's answer.")] = 15.0,
+) -> None:
+    """Restart an instance with a fresh set of recovery attempts (its engine's supervisor
+    does it, and answers); works whether or not remediation is turned off.
+
+    For an instance the supervisor stopped (InstanceRecoveryFailed) once its cause is fixed:
+    see docs/runbooks/InstanceRecoveryFailed.md. Exit 1 if no engine restarted it.
+    """
+    from tradeguard.bus.connection import CONNECTION_ERRORS, check_credentials, make_client
+    from tradeguard.bus.keys import Keys
+    from tradeguard.config import Layer
+    from tradeguard.instances.restart import InstanceRestartError, restart_by_hand
+
+    try:
+        settings = _settings(config, redis_url)
+        url = settings.layer_url(Layer.SIGNAL_STREAM)
+        client = make_client(url)
+        check_credentials(client, url, [Layer.SIGNAL_STREAM.value])
+        console.print(f"restart of {instance} requested; waiting for its engine to answer")
+        where = restart_by_hand(client, Keys(settings.key_prefix), instance, timeout)
+    except InstanceRestartError as exc:
+        raise _fail(str(exc), code=1) from None
+    except TradeguardError as exc:
+        raise _fail(str(exc)) from None
+    except CONNECTION_ERRORS as exc:
+        raise _fail(f"signal-layer Redis unreachable: {exc}") from None
+    console.print(f"restarted: {where}")
 
 
 @rules_app.command("check")

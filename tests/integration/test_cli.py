@@ -45,6 +45,8 @@ EXPECTED_COMMANDS = {
     "generate",
     "ha",
     "ha status",
+    "instance",
+    "instance restart",
     "publish",
     "responder",
     "rules",

@@ -9,6 +9,7 @@ trade state hash, Redis's client list, the broker session, the instance's proces
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -457,6 +458,43 @@ def test_restart_and_stop_instance_through_the_supervisor(
     assert outcome(issuer, "restart_instance", instance="term-1").answer == "done"
     assert process.running
     wait_until(state_is(svc, InstanceState.RUNNING), 15, "term-1 to run after the stop")
+
+
+CLI = [sys.executable, "-m", "tradeguard.cli"]
+
+
+def restart_cli(settings: Settings, instance: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "instance", "restart", instance, "--redis-url", settings.redis_url, *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_person_restarts_a_stopped_instance_from_the_cli(
+    supervising: EngineService, issuer: CommandBus, settings: Settings
+) -> None:
+    """What the runbook's last step runs: the engine's supervisor restarts the instance it
+    stopped, and the CLI prints its answer; a wrong id says that no engine supervises it."""
+    svc = supervising
+    assert svc.supervisor is not None
+    process = svc.supervisor.process("term-1")
+    wait_until(state_is(svc, InstanceState.RUNNING), 15, "term-1 to run")
+    assert outcome(issuer, "stop_instance", instance="term-1").answer == "done"
+    assert state_is(svc, InstanceState.STOPPED)()
+
+    done = restart_cli(settings, "term-1")
+    assert done.returncode == 0, done.stderr
+    assert f"restarted: {REPLICA}: instance term-1 restarted (pid" in done.stdout
+    assert process.running
+    wait_until(state_is(svc, InstanceState.RUNNING), 15, "term-1 to run after the restart")
+
+    unknown = restart_cli(settings, "term-9", "--timeout", "2")
+    assert unknown.returncode == 1, unknown.stdout
+    assert f"no engine supervises term-9 (answered: {REPLICA})" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
 
 
 # ---- leadership -----------------------------------------------------------------------------

@@ -183,6 +183,20 @@ class CommandBus:
                     out.append((as_text(entry_id), exc))
         return out
 
+    def ask(
+        self, command: Command, poll_seconds: float = 0.2
+    ) -> tuple[CommandAnswer | None, list[CommandAnswer]]:
+        """Issue ``command`` and wait, until its own deadline, for an engine's outcome: a
+        person's request outside remediation (the responder follows its commands without
+        blocking). ``(the final answer or None, every answer heard)``."""
+        self.issue(command)
+        while True:
+            answers = self.answers(command.command_id)
+            final = next((a for a in answers if a.final), None)
+            if final is not None or command.expired():
+                return final, answers
+            time.sleep(poll_seconds)
+
     def answer(self, command_id: str, answer: CommandAnswer) -> None:
         key = self.keys.command_answers(command_id)
         pipe = self.redis.pipeline(transaction=True)

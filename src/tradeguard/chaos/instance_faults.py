@@ -41,7 +41,9 @@ by itself, without InstanceRecoveryFailed) and be over when the responder restar
    profile. That is why the fast profile shortens the supervisor's backoff
    (``stack.FAST_INSTANCE_RESTART_BACKOFF_SECONDS``): it gives up ~8 s after ``R``, and its
    InstanceFailed has resolved at the responder (scrape, evaluation, Alertmanager's 2 s
-   group interval) before ``R`` + 15 s, so the restart then is InstanceRecoveryFailed's. With
+   group interval) before ``R`` + 15 s, so the restart then is usually InstanceRecoveryFailed's
+   (on a loaded host InstanceFailed may still fire there and ask first: the one restart ends
+   both, and the scenario runner counts it as the healing action either way). With
    the default backoff it would give up ~19 s after ``R``, after the responder's next restart
    for InstanceFailed at ``R`` + 15 s, and InstanceRecoveryFailed could never fire while
    remediation is on.
@@ -70,7 +72,11 @@ import time
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tradeguard.bus.connection import make_client
+from tradeguard.bus.keys import Keys
+from tradeguard.config import Layer
 from tradeguard.instances.demo_terminal import pids_watching, write_crash_until
+from tradeguard.instances.restart import restart_by_hand
 from tradeguard.stack.stack import Stack
 
 # How long crash_instance crashes the terminal by default, per stack profile (see above).
@@ -133,11 +139,19 @@ def crash_until_stopped(stack: Stack) -> str:
 
 
 def clear_instance_crash(stack: Stack) -> None:
-    """Take the crash away (the undo): remove every replica's crash-until file, so the next
-    start of any demo terminal runs. Nothing is restarted here: that is the supervisor's or
-    the responder's."""
-    for replica in stack.layout.engine_ports:
-        stack.layout.instance_crash_file(replica).unlink(missing_ok=True)
+    """Take the crash away (the undo), and do what a person does once the cause is fixed:
+    remove every replica's crash-until file, so the next start of any demo terminal runs,
+    then restart each instance its supervisor stopped (``tradeguard instance restart``). After
+    the responder's restart there is none left to restart; with remediation off, this is what
+    brings the instance back."""
+    layout = stack.layout
+    for replica in layout.engine_ports:
+        layout.instance_crash_file(replica).unlink(missing_ok=True)
+    for replica in layout.engine_ports:
+        instance = layout.instance_of(replica)
+        if instance_state(stack, instance) == "stopped":
+            client = make_client(layout.redis_url(Layer.SIGNAL_STREAM))
+            restart_by_hand(client, Keys(), instance)
 
 
 def instance_state(stack: Stack, instance: str) -> str | None:

@@ -40,6 +40,9 @@ class ScenarioResult:
     # and seconds from the firing notice to the resolved one, with nobody undoing the fault.
     healed_by: str | None = None
     healed_after: float | None = None
+    # The alert whose remediation did it, when another alert of the same fault asked first
+    # (a restart for InstanceFailed that also ends InstanceRecoveryFailed); None for its own.
+    healed_for: str | None = None
     # Contained scenarios: the action done before the fault was undone (its undo follows the
     # resolution).
     contained_by: str | None = None
@@ -68,8 +71,9 @@ class ResponderView:
     def events(self, alertname: str) -> list[dict[str, Any]]:
         return self.client.history(alertname=alertname, limit=HISTORY_LIMIT)
 
-    def actions(self, alertname: str) -> list[dict[str, Any]]:
-        """The remediation attempts the responder recorded for ``alertname``, newest first."""
+    def actions(self, alertname: str | None = None) -> list[dict[str, Any]]:
+        """The remediation attempts the responder recorded for ``alertname`` (None: for any
+        alert), newest first."""
         return self.client.actions(alertname=alertname, limit=HISTORY_LIMIT)
 
     def close(self) -> None:
@@ -200,16 +204,31 @@ def wait_healed(result: ScenarioResult, action: str, view: AlertView, timeout: f
     if resolved is None:
         result.error = f"{result.alert} did not heal by itself in {timeout:.0f}s"
         return
-    result.healed_after = _ts(resolved["received_at"]) - fired_at
+    resolved_at = _ts(resolved["received_at"])
+    result.healed_after = resolved_at - fired_at
     if done_actions(view, result.alert, action, result.injected_at):
         result.healed_by = action
+        return
+    # The guard's cool-down is per action and target across alerts, so when two alerts of one
+    # fault ask for the same action, whichever asks first after it runs it for both.
+    others = [
+        a
+        for a in done_actions(view, None, action, fired_at)
+        if _ts(a.get("decided_at")) <= resolved_at
+    ]
+    if others:
+        result.healed_by = action
+        result.healed_for = str(others[-1].get("alertname"))
     else:
         result.error = f"{result.alert} resolved, but not by {action} (no such action done)"
 
 
-def done_actions(view: AlertView, alert: str, action: str, since: float) -> list[dict[str, Any]]:
-    """The audit's attempts of ``action`` for ``alert`` decided since ``since`` that ended
-    ``done`` (none for a view without an audit, such as the bypass sink)."""
+def done_actions(
+    view: AlertView, alert: str | None, action: str, since: float
+) -> list[dict[str, Any]]:
+    """The audit's attempts of ``action`` for ``alert`` (None: for any alert) decided since
+    ``since`` that ended ``done``, newest first (none for a view without an audit, such as
+    the bypass sink)."""
     read_actions = getattr(view, "actions", None)
     attempts = read_actions(alert) if callable(read_actions) else []
     return [

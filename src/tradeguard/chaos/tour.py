@@ -47,6 +47,13 @@ class WithoutRemediation:
     resolved_after: float | None  # seconds from that undo to the resolved notice
 
 
+def _healed_by(result: ScenarioResult) -> str | None:
+    """The healing action, and the alert that asked for it when that was another one."""
+    if result.healed_by is None or result.healed_for in (None, result.alert):
+        return result.healed_by
+    return f"{result.healed_by} (for {result.healed_for})"
+
+
 def _off_cell(off: WithoutRemediation | None) -> str:
     if off is None:
         return "—"
@@ -75,7 +82,7 @@ def _table(
     for r in results:
         fired = f"{r.fired_after:.1f}s" if r.fired_after is not None else "[red]not caught[/]"
         healed = (
-            r.healed_by
+            _healed_by(r)
             or (f"{r.contained_by} (contained)" if r.contained_by else None)
             or (f"gave up on {r.gave_up_on}" if r.gave_up_on else "—")
         )
@@ -208,7 +215,7 @@ def run_tour(
     for r in results:
         if r.healed_by is not None:
             console.print(
-                f"{r.name}: healed by {r.healed_by} {r.healed_after:.1f}s after it fired, "
+                f"{r.name}: healed by {_healed_by(r)} {r.healed_after:.1f}s after it fired, "
                 "nobody undoing the fault"
             )
         if r.gave_up_on is not None:
