@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -171,6 +172,38 @@ def test_a_crash_looping_instance_is_stopped_after_three_recovery_attempts(
     assert figure(metrics, "tradeguard_instance_recovery_attempts", "flaky") == 4
     assert figure(metrics, "tradeguard_instance_restarts_total", "flaky") == 3
     assert registry.info("flaky")["exit_code"] == "3"
+
+
+def test_restarts_from_outside_during_a_crash_loop_count_as_its_recovery_attempts(
+    supervise: Supervise, client: Redis, metrics: Metrics
+) -> None:
+    """The responder restarts an instance for InstanceFailed while its supervisor is still
+    recovering it: each such restart is one of the attempts, so the limit still ends the loop
+    (were it a fresh start, every restart would hand the loop a new set, for ever). Once the
+    supervisor has given up, a restart starts it afresh."""
+    registry = InstanceRegistry(client, Keys())
+    spec = InstanceSpec(id="flaky", command=[sys.executable, "-c", CRASHER])
+    supervisor = supervise(spec)
+    from_outside = 0
+    restarted_pid: int | None = None
+    deadline = time.monotonic() + 30
+    while registry.info("flaky").get("reason") != "recovery attempts exhausted":
+        assert time.monotonic() < deadline, (
+            f"still not stopped after {from_outside} restarts from outside: the limit never held"
+        )
+        pid = supervisor.process("flaky").pid
+        if registry.state("flaky") in (S.FAILED, S.RECOVERING) and pid != restarted_pid:
+            supervisor.restart("flaky", "restart from outside")
+            restarted_pid = supervisor.process("flaky").pid  # each process restarted once
+            from_outside += 1
+        time.sleep(0.005)  # polling the state: no event says when the next crash comes
+    assert from_outside >= 1, events(registry, "flaky")
+    assert supervisor.gave_up("flaky") and registry.state("flaky") is S.STOPPED
+    assert figure(metrics, "tradeguard_instance_recovery_attempts", "flaky") == 4
+    assert figure(metrics, "tradeguard_instance_restarts_total", "flaky") == 3
+
+    supervisor.restart("flaky", "a person, once the cause is fixed")
+    assert not supervisor.gave_up("flaky")
 
 
 def test_an_instance_over_its_memory_budget_is_degraded(

@@ -31,35 +31,22 @@ by itself, without InstanceRecoveryFailed) and be over when the responder restar
 
 1. Usually the responder first restarts the instance for **InstanceFailed** (state
    ``failed``, no ``for``, action ``restart_instance``) a few seconds after the first
-   failure (a scrape, an evaluation and a responder tick, each up to 1 s): at ``R``, about
-   2 s and seldom more than 4 s after the kill. A restart gives the supervisor a fresh set of
-   attempts, so the table starts again at ``R`` (+ up to 1 s to the first tick), and the
-   responder's cool-down (per action: 15 s in the fast profile, 300 s by default) holds
-   every later restart until ``R`` + cool-down; it then restarts the stopped instance for
-   InstanceRecoveryFailed. The crash must last past ``R`` + 6 s (fast) or ``R`` + 10 s
-   (default) and end before ``R`` + cool-down: with ``R`` up to 4 s, 10-19 s in the fast
-   profile. That is why the fast profile shortens the supervisor's backoff
-   (``stack.FAST_INSTANCE_RESTART_BACKOFF_SECONDS``): it gives up ~8 s after ``R``, and its
-   InstanceFailed has resolved at the responder (scrape, evaluation, Alertmanager's 2 s
-   group interval) before ``R`` + 15 s, so the restart then is usually InstanceRecoveryFailed's
-   (on a loaded host InstanceFailed may still fire there and ask first: the one restart ends
-   both, and the scenario runner counts it as the healing action either way). With
-   the default backoff it would give up ~19 s after ``R``, after the responder's next restart
-   for InstanceFailed at ``R`` + 15 s, and InstanceRecoveryFailed could never fire while
-   remediation is on.
+   failure, while the supervisor is still recovering it. That restart counts as one of the
+   supervisor's attempts (:meth:`InstanceSupervisor.restart`), so it shortens the table
+   rather than starting it again: the instance is stopped at most ~8 s (fast) or ~18 s
+   (default) after the kill whatever the responder does meanwhile. Once it is stopped,
+   InstanceFailed resolves and InstanceRecoveryFailed fires; the responder restarts the
+   stopped instance, with a fresh set of attempts, when its cool-down (per action and
+   target: 15 s in the fast profile, 300 s by default) allows, whichever of the two alerts
+   asks first (the scenario runner counts either).
 2. When no restart comes for InstanceFailed (``restart_instance`` still cooling down after an
-   earlier fault, rate-limited, or the alert missed), the sequence runs from the kill: the
-   last restart is at most 6 s (fast) or 10 s (default) after it, and the responder's
-   restart for InstanceRecoveryFailed comes 1-3 s after ``stopped`` (unless the cool-down
-   holds it longer): 10-12 s (fast) or 19-22 s (default) after the kill. A fast-profile crash
-   of :data:`CRASH_SECONDS` outlasts that first restart, which crashes too: a second round,
-   healed by the next restart after the cool-down.
+   earlier fault, rate-limited, or the alert missed), the table runs from the kill as above.
 
-:data:`CRASH_SECONDS` is 13 s in the fast profile (path 1, with 3 s or more to spare at both
-ends for ``R`` from 1 to 4 s) and 17 s by default (both paths: 14-19 s). A loaded host (late
-ticks, a slow responder) narrows the windows; a fault that turns out too short shows as an
-instance that recovered without InstanceRecoveryFailed, one too long as a restart that crashed
-and a second round.
+:func:`crash_until_stopped` therefore makes the crash last exactly until ``stopped`` (then
+the cause passes), however slow the host; :data:`CRASH_SECONDS` is the fixed length
+:func:`crash_instance` uses when asked for none: 13 s in the fast profile and 17 s by
+default. A fixed crash that turns out too short shows as an instance that recovered without
+InstanceRecoveryFailed, one too long as a restart that crashed and a second round.
 """
 
 from __future__ import annotations

@@ -215,6 +215,11 @@ def _restart_instance(parts: EngineParts, command: Command) -> Outcome:
     if parts.supervisor.restart(instance, _why(command)):
         pid = parts.supervisor.process(instance).pid
         return done(f"instance {instance} restarted (pid {pid})")
+    if parts.supervisor.gave_up(instance):
+        return failed(
+            f"instance {instance} was crashing: this restart was its last recovery attempt "
+            "and it is stopped; a later restart starts it afresh"
+        )
     return failed(f"instance {instance} did not start again; see its log")
 
 

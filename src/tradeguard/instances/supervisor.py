@@ -144,8 +144,14 @@ class InstanceSupervisor:
 
     # ---- on request (remediation) ----------------------------------------------------------
     def restart(self, instance: str, why: str = "restart requested") -> bool:
-        """Stop ``instance``'s process and start it afresh (``starting``, recovery attempts
-        back to 0), even one given up on or stopped on request; whether it is running after.
+        """Stop ``instance``'s process and start it again; whether it is running after.
+
+        An instance given up on, stopped on request, or running starts afresh (``starting``,
+        recovery attempts back to 0). One the supervisor is recovering (``failed`` or
+        ``recovering``) is restarted as one of its own attempts: a restart from outside (the
+        responder's for InstanceFailed, say) must not hand a crash loop a fresh set of attempts
+        each time, or the limit would never end it; over the limit it is stopped, as by the
+        supervisor itself.
 
         KeyError for an instance this supervisor does not run; a Redis error if its state
         cannot be recorded (the next tick then finds the process gone and recovers it as after
@@ -154,12 +160,23 @@ class InstanceSupervisor:
         with self._lock:
             log.warning("instance %s: restarting (%s)", instance, why)
             t.process.stop()
+            state = self.registry.state(t.spec.id)
+            if not (t.gave_up or t.held) and state in (S.FAILED, S.RECOVERING):
+                if state is S.RECOVERING:
+                    self._move(t, S.FAILED, reason=why)
+                t.failed_at = time.monotonic()
+                self._recover(t)
+                return t.process.running
             self._move(t, S.STOPPED, reason=why)
             t.gave_up = t.held = False
             if self.metrics is not None:
                 self.metrics.instances.increment_restarts(instance)
             self._launch(t, fresh=True)
             return t.process.running
+
+    def gave_up(self, instance: str) -> bool:
+        """Whether the supervisor stopped ``instance`` after too many recovery attempts."""
+        return self._tracked[instance].gave_up
 
     def stop(self, instance: str, why: str = "stop requested") -> None:
         """Stop ``instance``'s process and keep it ``stopped`` (not restarted) until
