@@ -4,15 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# wrk is the benchmarks' HTTP load generator (make bench).
+# wrk is the benchmarks' HTTP load generator (make bench); chromium and its driver run the
+# console's browser tests.
 DEB_PACKAGES=(redis-server prometheus prometheus-alertmanager prometheus-redis-exporter
-              prometheus-node-exporter postgresql wrk)
+              prometheus-node-exporter postgresql wrk chromium chromium-driver)
 # binary -> the package that ships it; a package counts as present when its binary is on PATH
 # (or, for PostgreSQL, when initdb exists in a versioned directory).
 declare -A BINARY_OF=(
   [redis-server]=redis-server [prometheus]=promtool [prometheus-alertmanager]=amtool
   [prometheus-redis-exporter]=prometheus-redis-exporter
   [prometheus-node-exporter]=prometheus-node-exporter [postgresql]=initdb [wrk]=wrk
+  [chromium]=chromium [chromium-driver]=chromedriver
 )
 
 have_binary() {

@@ -539,3 +539,24 @@ def test_meta_routes_watchdog_and_responder_bypass(alertmanager: Alertmanager, s
     assert all("Watchdog" not in summary for summary in pages), "the Watchdog paged"
     chats = [post.body["attachments"][0]["title"] for post in sink.posted_to("/slack")]
     assert all("Watchdog" not in title for title in chats), "the Watchdog reached chat"
+
+
+@pytest.mark.parametrize("profile", ["default", "fast"])
+def test_rendered_rules_link_each_runbook_at_the_console(tmp_path: Path, profile: str) -> None:
+    """The stack's rules carry absolute runbook links (a path into the repository does not
+    open from Slack or PagerDuty), each to a runbook that exists, and still pass promtool."""
+    from tradeguard.stack.render import render_rules
+
+    base = "https://ops.example.net:9466/"
+    written = render_rules(PATHS.deploy, tmp_path, profile, runbook_base_url=base)
+    assert written
+    links = []
+    for path in written:
+        assert not check_rule_file(path), describe(check_rule_file(path))
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            links += [r["annotations"]["runbook_url"] for r in group["rules"] if "alert" in r]
+    assert links
+    for link in links:
+        assert link.startswith("https://ops.example.net:9466/runbooks/"), link
+        name = link.rsplit("/", 1)[1]
+        assert (PATHS.root / "docs" / "runbooks" / f"{name}.md").is_file(), link

@@ -38,6 +38,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tradeguard.console.prometheus import PrometheusReader
+from tradeguard.console.routes import Console
+from tradeguard.console.runbooks import RunbookLibrary, default_runbooks_dir
+from tradeguard.console.session import SessionKeeper
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.exposition import CONTENT_TYPE, TextRenderer
 from tradeguard.metrics.vocabulary import REMEDIATION_AUDIT_ACTIONS
@@ -507,6 +511,13 @@ def create_app(
         log.warning("responder running WITHOUT authentication (--insecure)")
     runtime = ResponderRuntime(settings, history, channels, metrics)
     endpoints = _Endpoints(settings, auth, history, runtime, metrics)
+    console = Console(
+        history,
+        SessionKeeper(auth, timedelta(hours=settings.console_session_hours)),
+        RunbookLibrary(settings.runbooks_dir or default_runbooks_dir()),
+        PrometheusReader(settings.prometheus_url),
+        secure_cookie=settings.console_secure_cookie,
+    )
     app = Starlette(
         routes=[
             Route(WEBHOOK_PATH, endpoints.webhook, methods=["POST"]),
@@ -518,6 +529,7 @@ def create_app(
             Route("/api/actions", endpoints.actions, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),
             Route("/metrics", endpoints.metrics_page, methods=["GET"]),
+            *console.routes(),
         ],
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},

@@ -62,7 +62,15 @@ class ResponderSettings(BaseSettings):
     apprise_urls_file: Path | None = None  # one apprise URL a line (they hold tokens: a file)
     pagerduty_routing_key_file: Path | None = None  # pages criticals via the Events API v2
     pagerduty_url: str = PAGERDUTY_EVENTS_URL
-    console: bool = True
+    console: bool = True  # print notifications on the terminal (a channel, not the web console)
+    # The web console (tradeguard.console): how long a login lasts, whether its cookie is sent
+    # over HTTPS only (set it behind a TLS proxy), and where the runbooks' Markdown is (default:
+    # the source tree's docs/runbooks).
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    console_secure_cookie: bool = False
+    runbooks_dir: Path | None = None
+    # The console's HA and trade-path pages read Prometheus' query API here.
+    prometheus_url: str | None = None
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024, le=64 * 1024 * 1024)
     memory_budget_bytes: int = Field(default=MEMORY_BUDGET_BYTES, ge=0)  # 0: no budget
     # Notifications a minute per category (tradeguard.responder.throttle); {} turns it off.

@@ -7,6 +7,7 @@ The layout is decided once at ``tradeguard up`` (free loopback ports) and writte
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import quote
@@ -132,6 +133,12 @@ class StackLayout:
     @property
     def responder_url(self) -> str:
         return f"http://{LOOPBACK}:{self.responder_port}"
+
+    @property
+    def runbook_base_url(self) -> str:
+        """Where the rules' runbook links point: ``TRADEGUARD_RUNBOOK_BASE_URL`` (the address
+        people reach the console at, behind a proxy say), else the responder's console."""
+        return os.environ.get("TRADEGUARD_RUNBOOK_BASE_URL") or self.responder_url
 
     def engine_metrics_url(self, replica: str) -> str:
         return f"http://{LOOPBACK}:{self.engine_ports[replica]}/metrics"

@@ -42,6 +42,9 @@ LOCAL_TIMERS = {"group_wait": "0s", "group_interval": "2s", "repeat_interval": "
 # With a 2 s group interval a 5 s repeat goes out every 6 s: three chances inside the fast
 # profile's 20 s switch timeout. (The root's 1 h repeat would starve the switch after one.)
 WATCHDOG_TIMERS = {"group_interval": "2s", "repeat_interval": "5s"}
+_RUNBOOK_URL = re.compile(
+    r"^([ \t]*runbook_url:[ \t]*)docs/runbooks/([A-Za-z][A-Za-z0-9_]*)\.md[ \t]*$", re.M
+)
 _WATCHDOG_MATCHER = re.compile(rf"""^\s*alertname\s*=\s*(["']?){WATCHDOG_ALERT}\1\s*$""")
 
 
@@ -49,18 +52,32 @@ def duration_seconds(text: str) -> float:
     return sum(int(n) * _UNIT[u] for n, u in _DURATION.findall(str(text)))
 
 
-def render_rules(deploy: Path, out_dir: Path, profile: str) -> list[Path]:
-    """Copy (default) or adapt (fast) every rule file into ``out_dir``; return the paths."""
+def absolute_runbooks(text: str, base_url: str) -> str:
+    """Rule text with every ``runbook_url: docs/runbooks/<Alert>.md`` pointing at the
+    console's page for it, ``<base_url>/runbooks/<Alert>``: a link in Slack, an e-mail or
+    PagerDuty then opens, where a path into the repository would not."""
+    base = base_url.rstrip("/")
+    return _RUNBOOK_URL.sub(lambda m: f"{m.group(1)}{base}/runbooks/{m.group(2)}", text)
+
+
+def render_rules(
+    deploy: Path, out_dir: Path, profile: str, runbook_base_url: str | None = None
+) -> list[Path]:
+    """Copy (default) or adapt (fast) every rule file into ``out_dir``, with absolute runbook
+    links when ``runbook_base_url`` is given; return the paths."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for src in sorted((deploy / "prometheus" / "rules").glob("*.rules.yml")):
         dst = out_dir / src.name
+        text = src.read_text()
+        if runbook_base_url is not None:
+            text = absolute_runbooks(text, runbook_base_url)
         if profile == "default":
-            shutil.copyfile(src, dst)
+            dst.write_text(text)
         else:
-            doc = yaml.safe_load(src.read_text())
+            doc = yaml.safe_load(text)
             for group in doc.get("groups", []):
                 for rule in group.get("rules", []):
                     if "for" in rule and duration_seconds(rule["for"]) > 30:
@@ -79,7 +96,7 @@ def render_prometheus(deploy: Path, layout: StackLayout) -> Path:
     base = layout.run_dir / "prometheus"
     targets_dir = base / "targets"
     targets_dir.mkdir(parents=True, exist_ok=True)
-    rules = render_rules(deploy, base / "rules", layout.profile)
+    rules = render_rules(deploy, base / "rules", layout.profile, layout.runbook_base_url)
     doc = yaml.safe_load((deploy / "prometheus" / "prometheus.yml").read_text())
     doc["global"]["external_labels"] = {"source": "tradeguard", "env": "local"}
     doc["rule_files"] = [str(p) for p in rules]

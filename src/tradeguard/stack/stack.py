@@ -170,7 +170,9 @@ class Stack:
             run / "prometheus",
             prom_cfg,
             port=lay.prometheus_port,
-            extra_args=["--rules.alert.resend-delay=2s"],
+            # The lifecycle API lets `tradeguard config restore` reload the restored rules
+            # (POST /-/reload); the port is loopback-only, like every part of the stack.
+            extra_args=["--rules.alert.resend-delay=2s", "--web.enable-lifecycle"],
         )
         am_cfg = render_alertmanager(self.deploy, lay)  # one configuration for every peer
         for peer, port in lay.alertmanager_ports.items():
@@ -260,6 +262,7 @@ class Stack:
         # Remediation: commands go to the engines over the signal layer's Redis; the URL
         # without the password, which the responder reads from the stack's secret file.
         env["TRADEGUARD_RESPONDER_REDIS_URL"] = lay.redis_address(Layer.SIGNAL_STREAM)
+        env["TRADEGUARD_RESPONDER_PROMETHEUS_URL"] = lay.prometheus_url  # the console's figures
         env["TRADEGUARD_RESPONDER_REDIS_PASSWORD_FILE"] = str(lay.redis_password_file)
         # The local stack trades on a paper broker: it also turns on the graceful switchover
         # (off by default for real money) so a stuck leader can be shown to heal.
