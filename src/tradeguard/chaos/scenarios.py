@@ -31,11 +31,12 @@ from tradeguard.engine.control import (
 from tradeguard.engine.generator import GeneratorConfig, SignalGenerator
 from tradeguard.errors import TradeguardError
 from tradeguard.net import LOOPBACK
+from tradeguard.process import wait_until
 from tradeguard.responder.client import ResponderUnavailable
 from tradeguard.stack.render import ensure_token
 from tradeguard.stack.stack import Stack
 from tradeguard.stack.status import read_responder_health, responder_client
-from tradeguard.store.consistency import request_resync
+from tradeguard.store.consistency import read_verdict, request_resync
 
 LOW_DISK_BYTES = 512 * 1024 * 1024  # below DuckDBDiskSpaceLow's 1 GiB threshold
 
@@ -219,11 +220,27 @@ def _lose_account_state(stack: Stack) -> None:
     state.redis.delete(state.keys.state(account))
 
 
+RESYNC_ANSWER_SECONDS = 15.0
+
+
 def _resync_by_hand(stack: Stack) -> None:
     """What a person does (``tradeguard state resync``): ask the writing engine to rebuild what
-    Redis lost. After a remediation that did it already, there is nothing left to rebuild."""
+    Redis lost, and wait for its answer, as the command does. After a remediation that did it
+    already there is nothing left to rebuild; a request left pending would instead rebuild
+    the next scenario's loss before its alert could fire."""
     state = _trade_state(stack)
-    request_resync(state.redis, state.keys)
+    request = request_resync(state.redis, state.keys)
+
+    def answered() -> bool:
+        verdict = read_verdict(state.redis, state.keys)
+        return verdict is not None and verdict.resync_done == request
+
+    try:
+        wait_until(answered, RESYNC_ANSWER_SECONDS, "the writing engine to answer", interval=0.2)
+    except TimeoutError:
+        raise ChaosError(
+            f"no engine carried out the resync within {RESYNC_ANSWER_SECONDS:.0f}s"
+        ) from None
 
 
 def _not_firing(alert: str) -> Callable[[Stack], bool]:

@@ -185,6 +185,7 @@ class StackLayout:
         out = {"prometheus": self.prometheus_url, **self.alertmanager_urls}
         out["responder"] = self.responder_url
         out["responder /metrics"] = f"{self.responder_url}/metrics"
+        out["console"] = f"{self.responder_url}/console/"
         out["bypass sink"] = self.bypass_sink_url
         for replica in self.engine_ports:
             out[f"{replica} /metrics"] = self.engine_metrics_url(replica)
