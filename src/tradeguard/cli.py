@@ -17,6 +17,7 @@ from tradeguard.bus.signal_stream import PublishError
 from tradeguard.bus.signals import InvalidSignal, Signal
 from tradeguard.chaos import DEFAULT_TOUR
 from tradeguard.config import Settings, load_settings
+from tradeguard.configbackup.cli import config_app
 from tradeguard.errors import TradeguardError
 from tradeguard.net import LOOPBACK
 from tradeguard.responder.cli import alerts_app, responder_command
@@ -56,6 +57,7 @@ app.add_typer(rules_app, name="rules")
 app.add_typer(ha_app, name="ha")
 app.add_typer(state_app, name="state")
 app.add_typer(instance_app, name="instance")
+app.add_typer(config_app, name="config")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(alerts_app, name="alerts")
 app.command("responder")(responder_command)

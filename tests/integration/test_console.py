@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from responder_harness import TOKEN, Responder, StartResponder, alert, body, payload
 
-from tradeguard.console.session import COOKIE
+from tradeguard.responder.console.session import COOKIE
 
 OPERATOR = "Dana Ops"
 

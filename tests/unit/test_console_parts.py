@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradeguard.console import shaping, svg
-from tradeguard.console.prometheus import Sample
-from tradeguard.console.session import SessionKeeper, clean_operator
 from tradeguard.responder.auth import Authenticator
+from tradeguard.responder.console import shaping, svg
+from tradeguard.responder.console.prometheus import Sample
+from tradeguard.responder.console.session import SessionKeeper, clean_operator
 from tradeguard.responder.events import AlertEvent
 from tradeguard.responder.history.base import Ack, Occurrence
 

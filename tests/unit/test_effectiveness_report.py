@@ -34,6 +34,15 @@ def test_rates_means_and_shares() -> None:
     assert report.mtta_seconds == 180 and report.mttr_seconds == 900
     assert report.false_positive_share == 0.5
     assert report.top == [("A", 2), ("B", 1)]
+    assert [
+        (a.alertname, a.occurrences, a.acknowledged, a.false_positives) for a in report.per_alert
+    ] == [("A", 2, 2, 1), ("B", 1, 0, 0)]
+    assert report.to_json()["alerts"][1] == {
+        "alertname": "B",
+        "occurrences": 1,
+        "acknowledged": 0,
+        "false_positives": 0,
+    }
 
 
 def test_nothing_acknowledged_or_resolved_gives_no_means() -> None:

@@ -34,7 +34,7 @@ TIERS: tuple[frozenset[str], ...] = (
     frozenset({"metrics", "config", "fencing", "process"}),
     frozenset({"ha", "bus", "store"}),
     frozenset({"stack", "responder", "engine", "instances", "rulecheck", "remediation"}),
-    frozenset({"chaos", "replica", "demo"}),
+    frozenset({"chaos", "replica", "demo", "configbackup"}),
     frozenset({"cli"}),
 )
 

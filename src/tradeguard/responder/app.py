@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -38,15 +38,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tradeguard.console.prometheus import PrometheusReader
-from tradeguard.console.routes import Console
-from tradeguard.console.runbooks import RunbookLibrary, default_runbooks_dir
-from tradeguard.console.session import SessionKeeper
 from tradeguard.metrics.catalog import Metrics
 from tradeguard.metrics.exposition import CONTENT_TYPE, TextRenderer
 from tradeguard.metrics.vocabulary import REMEDIATION_AUDIT_ACTIONS
+from tradeguard.responder.acks import AckRequest, store_ack
 from tradeguard.responder.auth import Authenticator
 from tradeguard.responder.channels import Channel
+from tradeguard.responder.console.prometheus import PrometheusReader
+from tradeguard.responder.console.routes import Console
+from tradeguard.responder.console.runbooks import RunbookLibrary, default_runbooks_dir
+from tradeguard.responder.console.session import SessionKeeper
 from tradeguard.responder.history.actions import ACTION_OUTCOMES, ActionOutcome, check_outcome
 from tradeguard.responder.history.base import MAX_HISTORY_LIMIT, AlertHistory, HistoryError
 from tradeguard.responder.outbox import OUTBOX_STATES, OutboxState
@@ -74,39 +75,6 @@ _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 MAX_ALERTNAME_PARAM = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SHOWN_NAME = 40  # an unknown parameter's name is echoed at most this long
-
-
-class AckRequest(BaseModel):
-    """Someone takes charge of an alert (its newest occurrence), or marks it a false positive."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    fingerprint: str = Field(pattern=r"^[0-9a-fA-F]{1,64}$")
-    by: str = Field(min_length=1, max_length=100)
-    false_positive: bool = False
-    note: str = Field(default="", max_length=500)
-
-    @field_validator("fingerprint")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        """Fingerprints are hex and case-insensitive; the intake stores them lowercased."""
-        return value.lower()
-
-    # Stored and shown: NUL cannot go into PostgreSQL's text, and other control characters in
-    # a name or a note only garble the terminals that show them (a note may span lines).
-    @field_validator("by")
-    @classmethod
-    def _plain_name(cls, value: str) -> str:
-        if _CONTROL.search(value):
-            raise ValueError("must not contain control characters")
-        return value
-
-    @field_validator("note")
-    @classmethod
-    def _plain_note(cls, value: str) -> str:
-        if _CONTROL.search(value.replace("\n", "").replace("\t", "")):
-            raise ValueError("must not contain control characters other than newline and tab")
-        return value
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -381,14 +349,7 @@ class _Endpoints:
             ]
             return error(422, "invalid acknowledgement: " + "; ".join(problems), problems=problems)
         try:
-            stored = await run_in_threadpool(
-                self.history.acknowledge,
-                ack.fingerprint,
-                ack.by,
-                ack.false_positive,
-                ack.note,
-                datetime.now(UTC),
-            )
+            stored = await store_ack(self.history, ack)
         except HistoryError as exc:
             log.error("acknowledgement not stored: %s", exc)
             return error(503, "alert history unavailable; retry later")

@@ -16,7 +16,7 @@ For a window (the last 7 days by default) over every alert occurrence the respon
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from statistics import fmean
 
@@ -24,6 +24,24 @@ from tradeguard.responder.history.base import Occurrence
 
 SHIFT = timedelta(hours=8)
 TOP = 5
+
+
+@dataclass(frozen=True)
+class AlertAcks:
+    """One alert's occurrences in the window and how people answered them."""
+
+    alertname: str
+    occurrences: int
+    acknowledged: int
+    false_positives: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "alertname": self.alertname,
+            "occurrences": self.occurrences,
+            "acknowledged": self.acknowledged,
+            "false_positives": self.false_positives,
+        }
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,9 @@ class EffectivenessReport:
     resolved_remediated: int = 0  # of the resolved, those healed by an action
     mttr_remediated_seconds: float | None = None  # over resolved_remediated; None if none
     mttr_unremediated_seconds: float | None = None  # over the other resolved; None if none
+    # Every alert of the window, the most frequent first: the weekly review needs to know
+    # which alerts nobody acknowledges and which are marked false positive, not only totals.
+    per_alert: list[AlertAcks] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -63,6 +84,7 @@ class EffectivenessReport:
             "resolved_unremediated": self.resolved - self.resolved_remediated,
             "mttr_remediated_seconds": self.mttr_remediated_seconds,
             "mttr_unremediated_seconds": self.mttr_unremediated_seconds,
+            "alerts": [a.to_json() for a in self.per_alert],
         }
 
 
@@ -107,4 +129,17 @@ def effectiveness(
         resolved_remediated=len(healed),
         mttr_remediated_seconds=_mean_duration(healed),
         mttr_unremediated_seconds=_mean_duration([o for o in resolved if not o.remediated]),
+        per_alert=_per_alert(window),
     )
+
+
+def _per_alert(window: list[Occurrence]) -> list[AlertAcks]:
+    counts: dict[str, list[int]] = {}
+    for o in window:
+        row = counts.setdefault(o.alertname, [0, 0, 0])
+        row[0] += 1
+        if o.ack is not None:
+            row[1] += 1
+            row[2] += int(o.ack.false_positive)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1][0], item[0]))
+    return [AlertAcks(name, n, acked, fp) for name, (n, acked, fp) in ranked]

@@ -63,8 +63,9 @@ class ResponderSettings(BaseSettings):
     pagerduty_routing_key_file: Path | None = None  # pages criticals via the Events API v2
     pagerduty_url: str = PAGERDUTY_EVENTS_URL
     console: bool = True  # print notifications on the terminal (a channel, not the web console)
-    # The web console (tradeguard.console): how long a login lasts, whether its cookie is sent
-    # over HTTPS only (set it behind a TLS proxy), and where the runbooks' Markdown is (default:
+    # The web console (tradeguard.responder.console): how long a login lasts, whether its
+    # cookie is sent over HTTPS only (set it behind a TLS proxy), and where the runbooks'
+    # Markdown is (default:
     # the source tree's docs/runbooks).
     console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     console_secure_cookie: bool = False

@@ -21,7 +21,7 @@ _RUNBOOK_LINK = re.compile(r'href="(?:\.{0,2}/)*(?:docs/runbooks/)?([A-Za-z][A-Z
 def default_runbooks_dir() -> Path | None:
     """``docs/runbooks`` of the source tree this package runs from, if there is one (an
     installed wheel has none: then the setting must name it)."""
-    candidate = Path(__file__).resolve().parents[3] / "docs" / "runbooks"
+    candidate = Path(__file__).resolve().parents[4] / "docs" / "runbooks"
     return candidate if candidate.is_dir() else None
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tradeguard.console.prometheus import Sample
-from tradeguard.console.svg import Span
+from tradeguard.responder.console.prometheus import Sample
+from tradeguard.responder.console.svg import Span
 from tradeguard.responder.events import AlertEvent
 from tradeguard.responder.history.base import Ack, ActionAttempt, Occurrence
 from tradeguard.responder.report import SHIFT

@@ -2,10 +2,10 @@
 
 Served by the responder itself (one process, one address, the same credentials), under
 ``/console/`` and ``/runbooks/``. Pages are HTML rendered here with Jinja2 (autoescaping on),
-charts are inline SVG (:mod:`tradeguard.console.svg`), and no page needs JavaScript: reading
-works with scripts off, and the only forms (login, acknowledge, log out) are plain POSTs with
-a CSRF token. The Content-Security-Policy forbids scripts outright, so an alert label that got
-into a page could not run even if escaping failed.
+charts are inline SVG (:mod:`tradeguard.responder.console.svg`), and no page needs
+JavaScript: reading works with scripts off, and the only forms (login, acknowledge, log out)
+are plain POSTs with a CSRF token. The Content-Security-Policy forbids scripts outright, so an
+alert label that got into a page could not run even if escaping failed.
 
 A store that does not answer gives the page with a clear message and a 503, never a
 traceback; the API's JSON errors stay the API's.
@@ -28,11 +28,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from tradeguard.console import shaping, svg
-from tradeguard.console.prometheus import PrometheusReader, PrometheusUnavailable
-from tradeguard.console.runbooks import RunbookLibrary
-from tradeguard.console.session import COOKIE, ConsoleSession, SessionKeeper, clean_operator
 from tradeguard.metrics.vocabulary import REMEDIATION_AUDIT_ACTIONS
+from tradeguard.responder.acks import AckRequest, store_ack
+from tradeguard.responder.console import shaping, svg
+from tradeguard.responder.console.prometheus import PrometheusReader, PrometheusUnavailable
+from tradeguard.responder.console.runbooks import RunbookLibrary
+from tradeguard.responder.console.session import (
+    COOKIE,
+    ConsoleSession,
+    SessionKeeper,
+    clean_operator,
+)
 from tradeguard.responder.history import AlertHistory, HistoryError
 from tradeguard.responder.history.actions import ACTION_OUTCOMES, check_outcome
 from tradeguard.responder.report import effectiveness
@@ -263,8 +269,6 @@ class Console:
         return self._page(request, "now.html", context, session=session)
 
     async def _ack(self, request: Request, session: ConsoleSession) -> Response:
-        from tradeguard.responder.app import AckRequest  # the API's own validation
-
         form = await self._form(request)
         if not session.csrf_ok(form.get("csrf")):
             return self._problem(request, session, 403, "This form has expired: reload the page.")
@@ -281,14 +285,7 @@ class Console:
                 for e in exc.errors(include_url=False, include_input=False)
             )
             raise BadInput(f"acknowledgement refused: {problems}") from None
-        stored = await run_in_threadpool(
-            self.history.acknowledge,
-            ack.fingerprint,
-            ack.by,
-            ack.false_positive,
-            ack.note,
-            datetime.now(UTC),
-        )
+        stored = await store_ack(self.history, ack)
         if stored is None:
             return self._problem(
                 request, session, 404, f"No alert with fingerprint {ack.fingerprint} has fired."
