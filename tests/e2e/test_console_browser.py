@@ -17,6 +17,8 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tradeguard.chaos.runner import run_scenario
 from tradeguard.chaos.scenarios import SCENARIOS
@@ -89,7 +91,9 @@ def test_an_operator_sees_acknowledges_and_reviews_a_live_alert(
     chrome.find_element(By.NAME, "operator").send_keys("Dana Ops")
     chrome.find_element(By.NAME, "credential").send_keys(ensure_token(live_stack.layout))
     chrome.find_element(By.CSS_SELECTOR, "form.login button").click()
-    assert chrome.current_url.endswith("/console/now")
+    WebDriverWait(chrome, 15).until(
+        expected_conditions.url_matches(r"/console/now$"), "the login's redirect"
+    )
     card = chrome.find_element(By.XPATH, f"//article[h3='{scenario.alert}']")
     assert "firing for" in card.text
 
@@ -99,6 +103,10 @@ def test_an_operator_sees_acknowledges_and_reviews_a_live_alert(
     card = chrome.find_element(By.XPATH, f"//article[h3='{scenario.alert}']")
     card.find_element(By.NAME, "note").send_keys("on it")
     card.find_element(By.CSS_SELECTOR, "form.ack button").click()
+    # A click does not wait for the page it leads to: wait for the redirect's address.
+    WebDriverWait(chrome, 15).until(
+        expected_conditions.url_contains("acked="), "the acknowledgement's redirect"
+    )
     assert f"Acknowledged: {scenario.alert}" in chrome.page_source
     card = chrome.find_element(By.XPATH, f"//article[h3='{scenario.alert}']")
     assert "Acknowledged by Dana Ops" in card.text
