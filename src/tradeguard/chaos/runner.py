@@ -210,15 +210,18 @@ def wait_healed(result: ScenarioResult, action: str, view: AlertView, timeout: f
         result.healed_by = action
         return
     # The guard's cool-down is per action and target across alerts, so when two alerts of one
-    # fault ask for the same action, whichever asks first after it runs it for both.
+    # fault ask for the same action, whichever asks first runs it for both; and the alert path
+    # may deliver this alert's firing notice after that action was decided (a restart for
+    # InstanceFailed that ends InstanceRecoveryFailed before the responder heard of it). The
+    # newest one done since the fault went in, and before the alert resolved, healed it.
     others = [
         a
-        for a in done_actions(view, None, action, fired_at)
+        for a in done_actions(view, None, action, result.injected_at)
         if _ts(a.get("decided_at")) <= resolved_at
     ]
     if others:
         result.healed_by = action
-        result.healed_for = str(others[-1].get("alertname"))
+        result.healed_for = str(others[0].get("alertname"))
     else:
         result.error = f"{result.alert} resolved, but not by {action} (no such action done)"
 
