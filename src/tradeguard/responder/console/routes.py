@@ -375,14 +375,15 @@ class Console:
         }
         return self._page(request, "actions.html", context, session=session)
 
-    def _hours(self, request: Request) -> int:
+    def _hours(self, request: Request) -> tuple[int, datetime, datetime]:
+        """The chosen window in hours (default 1), and its start and end (now)."""
         raw = self._query(request, "hours", tuple(str(h) for h in WINDOWS_HOURS))
-        return int(raw) if raw is not None else 1
+        hours = int(raw) if raw is not None else 1
+        until = datetime.now(UTC)
+        return hours, until - timedelta(hours=hours), until
 
     async def _ha(self, request: Request, session: ConsoleSession) -> Response:
-        hours = self._hours(request)
-        until = datetime.now(UTC)
-        since = until - timedelta(hours=hours)
+        hours, since, until = self._hours(request)
         prom = self.prometheus
         leads = await prom.instant('tradeguard_ha_is_leader{job="engine"}')
         epochs = await prom.instant('tradeguard_ha_epoch{job="engine"}')
@@ -414,9 +415,7 @@ class Console:
         return self._page(request, "ha.html", context, session=session)
 
     async def _trade(self, request: Request, session: ConsoleSession) -> Response:
-        hours = self._hours(request)
-        until = datetime.now(UTC)
-        since = until - timedelta(hours=hours)
+        hours, since, until = self._hours(request)
         step = hours * 3600 / 120
         prom = self.prometheus
         rate = await prom.series(
