@@ -166,7 +166,9 @@ def test_history_actions_and_effectiveness_pages_filter_and_refuse_bad_values(
     assert client.get("/console/actions").status_code == 200
     effectiveness = client.get("/console/effectiveness", params={"days": "7"}).text
     assert re.search(r'id="occurrences">2<', effectiveness)
-    assert "Alerts per 8-hour shift" in effectiveness
+    assert (
+        "Alerts per shift" in effectiveness and "No on-call roster is configured" in effectiveness
+    )
 
 
 def test_runbooks_render_from_markdown_and_names_cannot_reach_other_files(

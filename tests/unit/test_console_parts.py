@@ -67,15 +67,6 @@ def occurrence(name: str, notified: datetime, severity: str = "warning") -> Occu
     return Occurrence("f" + name, name, severity, notified, notified, None, None)
 
 
-def test_per_shift_counts_every_8_hour_shift_of_the_window_zeros_included() -> None:
-    since, until = NOW - timedelta(hours=24), NOW
-    found = [occurrence("A", NOW - HOUR), occurrence("A", NOW - 2 * HOUR), occurrence("B", since)]
-    shifts = shaping.per_shift(found, since, until)
-    assert shifts[0][0] == "12-03 08:00–16:00"
-    assert sum(n for _, n in shifts) == 3 and len(shifts) == 4
-    assert dict(shifts)["12-04 08:00–16:00"] == 2
-
-
 def test_per_day_shows_every_day_of_the_window() -> None:
     days = shaping.per_day([occurrence("A", NOW)], NOW - timedelta(days=2), NOW)
     assert days == [("2026-12-02", 0.0), ("2026-12-03", 0.0), ("2026-12-04", 1.0)]

@@ -30,8 +30,11 @@ HISTORY_LIMIT = 500  # events of one alert per read: far more than a scenario ra
 class ScenarioResult:
     name: str
     alert: str
-    injected_at: float
-    fired_after: float | None = None
+    injected_at: float  # when the injection began (events before it are not this run's)
+    fired_after: float | None = None  # seconds from the fault being in place to the notice
+    # Seconds the injection itself took (a burst of signals, a container stop): the alert's
+    # clock starts when the fault is in place, not while it is still being put there.
+    injection_took: float = 0.0
     undone_at: float | None = None
     resolved_after: float | None = None  # seconds from undo to the resolved notice
     notifications: int = 0
@@ -55,6 +58,12 @@ class ScenarioResult:
     @property
     def caught(self) -> bool:
         return self.fired_after is not None
+
+    @property
+    def fired_at(self) -> float:
+        """When the firing notice arrived (only for a caught scenario)."""
+        assert self.fired_after is not None
+        return self.injected_at + self.injection_took + self.fired_after
 
 
 class ResponderView:
@@ -148,6 +157,8 @@ def run_scenario(
     injected = time.time()
     result = ScenarioResult(scenario.name, scenario.alert, injected)
     scenario.inject(stack)
+    in_place = time.time()
+    result.injection_took = in_place - injected
     say(f"{scenario.name}: injected, waiting for {scenario.alert}")
     try:
         fired = _poll(
@@ -156,7 +167,7 @@ def run_scenario(
             0.2,
         )
         if fired is not None:
-            result.fired_after = _ts(fired["received_at"]) - injected
+            result.fired_after = max(0.0, _ts(fired["received_at"]) - in_place)
         else:
             where = "the bypass sink" if scenario.observed_at == "bypass" else "the responder"
             result.error = f"{scenario.alert} did not reach {where} in {fire_timeout:.0f}s"
@@ -196,8 +207,7 @@ def _poll(find: Callable[[], _T | None], until: float, interval: float = 0.5) ->
 def wait_healed(result: ScenarioResult, action: str, view: AlertView, timeout: float) -> None:
     """Until the alert resolves with the fault still in place (bounded): then the action the
     responder's audit shows done for it is what healed it."""
-    assert result.fired_after is not None
-    fired_at = result.injected_at + result.fired_after
+    fired_at = result.fired_at
     resolved = _poll(
         lambda: _first(view.events(result.alert), "resolved", fired_at), time.time() + timeout
     )
@@ -257,8 +267,7 @@ def wait_contained(result: ScenarioResult, action: str, view: AlertView, timeout
 def wait_exhausted(result: ScenarioResult, action: str, view: AlertView, timeout: float) -> None:
     """Until the responder raises RemediationExhausted for the alert and ``action`` (bounded),
     with the fault still in place; then how many attempts of it the audit shows."""
-    assert result.fired_after is not None
-    fired_at = result.injected_at + result.fired_after
+    fired_at = result.fired_at
 
     def notice() -> dict[str, Any] | None:
         return next(

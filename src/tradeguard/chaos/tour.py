@@ -123,8 +123,7 @@ def without_remediation(
         turn_on(redis, Keys(), scenario.heals_with)
     if not off.caught or off.healed_by is not None or off.undone_at is None:
         return None
-    assert off.fired_after is not None
-    return WithoutRemediation(off.undone_at - off.injected_at - off.fired_after, off.resolved_after)
+    return WithoutRemediation(off.undone_at - off.fired_at, off.resolved_after)
 
 
 def run_tour(

@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,15 +44,22 @@ from tradeguard.metrics.vocabulary import REMEDIATION_AUDIT_ACTIONS
 from tradeguard.responder.acks import AckRequest, store_ack
 from tradeguard.responder.auth import Authenticator
 from tradeguard.responder.channels import Channel
+from tradeguard.responder.console.effectiveness_view import report_file
 from tradeguard.responder.console.prometheus import PrometheusReader
 from tradeguard.responder.console.routes import Console
 from tradeguard.responder.console.runbooks import RunbookLibrary, default_runbooks_dir
 from tradeguard.responder.console.session import SessionKeeper
 from tradeguard.responder.history.actions import ACTION_OUTCOMES, ActionOutcome, check_outcome
-from tradeguard.responder.history.base import MAX_HISTORY_LIMIT, AlertHistory, HistoryError
+from tradeguard.responder.history.base import (
+    MAX_HISTORY_LIMIT,
+    AlertHistory,
+    HistoryError,
+    Occurrence,
+)
 from tradeguard.responder.outbox import OUTBOX_STATES, OutboxState
 from tradeguard.responder.payload import PayloadJSONError, PayloadValidationError, parse_payload
-from tradeguard.responder.report import effectiveness
+from tradeguard.responder.report import EffectivenessReport, effectiveness
+from tradeguard.responder.roster import RosterSource
 from tradeguard.responder.runtime import ResponderRuntime
 from tradeguard.responder.settings import ResponderSettings
 
@@ -179,8 +186,10 @@ class _Endpoints:
         history: AlertHistory,
         runtime: ResponderRuntime,
         metrics: Metrics,
+        roster: RosterSource,
     ) -> None:
         self.max_body = settings.max_body_bytes
+        self.roster = roster
         self.auth = auth
         self.history = history
         self.runtime = runtime
@@ -358,8 +367,11 @@ class _Endpoints:
         log.info("alert %s acknowledged by %s", ack.fingerprint, stored.acked_by)
         return JSONResponse(stored.to_json())
 
-    async def report(self, request: Request) -> Response:
-        """``GET /api/report?days=7``: the effectiveness report over the last ``days`` days."""
+    async def _report(
+        self, request: Request
+    ) -> tuple[EffectivenessReport, list[Occurrence], int] | Response:
+        """The effectiveness report over the request's ``days``, with the occurrences it
+        counts; or the response that refuses it (unauthorized, bad input, history down)."""
         denied = self._unauthorized(request)
         if denied is not None:
             return denied
@@ -372,7 +384,24 @@ class _Endpoints:
         except HistoryError as exc:
             log.error("report query failed: %s", exc)
             return error(503, "alert history unavailable")
-        return JSONResponse(effectiveness(occurrences, since, until).to_json())
+        return effectiveness(occurrences, since, until, self.roster.current()), occurrences, days
+
+    async def report(self, request: Request) -> Response:
+        """``GET /api/report?days=7``: the effectiveness report over the last ``days`` days."""
+        found = await self._report(request)
+        if isinstance(found, Response):
+            return found
+        return JSONResponse(found[0].to_json())
+
+    async def report_html(self, request: Request) -> Response:
+        """``GET /api/report.html?days=7``: the same report as one self-contained HTML file
+        (stylesheet and charts inside), for ``tradeguard alerts report --html``."""
+        found = await self._report(request)
+        if isinstance(found, Response):
+            return found
+        report, occurrences, days = found
+        page = report_file(report, occurrences, days, report.until, self.roster.problem)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def notifications(self, request: Request) -> Response:
         """``GET /api/notifications?limit=50&state=dead``: the delivery outbox, newest first."""
@@ -471,12 +500,14 @@ def create_app(
     if not auth.enabled:
         log.warning("responder running WITHOUT authentication (--insecure)")
     runtime = ResponderRuntime(settings, history, channels, metrics)
-    endpoints = _Endpoints(settings, auth, history, runtime, metrics)
+    roster = RosterSource(settings.roster_file)
+    endpoints = _Endpoints(settings, auth, history, runtime, metrics, roster)
     console = Console(
         history,
         SessionKeeper(auth, timedelta(hours=settings.console_session_hours)),
         RunbookLibrary(settings.runbooks_dir or default_runbooks_dir()),
         PrometheusReader(settings.prometheus_url),
+        roster,
         secure_cookie=settings.console_secure_cookie,
     )
     app = Starlette(
@@ -486,6 +517,7 @@ def create_app(
             Route("/api/alerts/history", endpoints.history_list, methods=["GET"]),
             Route("/api/alerts/ack", endpoints.acknowledge, methods=["POST"]),
             Route("/api/report", endpoints.report, methods=["GET"]),
+            Route("/api/report.html", endpoints.report_html, methods=["GET"]),
             Route("/api/notifications", endpoints.notifications, methods=["GET"]),
             Route("/api/actions", endpoints.actions, methods=["GET"]),
             Route("/healthz", endpoints.healthz, methods=["GET"]),

@@ -74,6 +74,7 @@ from tradeguard.responder.prometheus_url import (
     resolve_prometheus,
 )
 from tradeguard.responder.rule_files import find_rules_dir, format_duration, load_rule_locations
+from tradeguard.secret_files import replace_private
 
 DEFAULT_URL = f"http://{LOOPBACK}:9466"
 MAX_SUMMARY_HOURS = 90 * 24  # the report's longest window
@@ -456,8 +457,26 @@ def report_command(
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
     timeout: TimeoutOpt = 10.0,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Write the report as one self-contained HTML file (charts inside, no network "
+            "needed to open it) instead of printing it.",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
-    """How well the alerting works: alert rate, MTTA, MTTR, false positives, top alerts."""
+    """How well the alerting works: alert rate, MTTA, MTTR, false positives, top alerts, and
+    the fatigue index (alerts per operator per shift, by the responder's on-call roster)."""
+    if html is not None:
+        page = _ask(url, token, token_file, timeout, lambda client: client.report_html(days=days))
+        try:
+            replace_private(html, page)
+        except OSError as exc:
+            raise _fail(f"cannot write {html}: {exc.strerror or exc}") from None
+        err.print(f"wrote the report of the last {days} day(s) to {html} ({len(page)} bytes)")
+        return
     r = _ask(url, token, token_file, timeout, lambda client: client.report(days=days))
     share = r.get("false_positive_share")
     table = Table(title=f"alerting over the last {days} day(s)", show_header=False)
@@ -482,7 +501,33 @@ def report_command(
     table.add_row("false-positive share", "-" if share is None else f"{share:.0%}")
     top = ", ".join(f"{t['alertname']} ({t['occurrences']})" for t in r.get("top", []))
     table.add_row("most frequent", top or "-")
+    _fatigue_rows(table, r.get("fatigue"))
     _out().print(table)
+
+
+def _fatigue_rows(table: Table, fatigue: object) -> None:
+    """The fatigue index's rows: one per operator, the most tired first."""
+    if not isinstance(fatigue, dict):  # a responder older than the roster
+        return
+    if not fatigue.get("roster"):
+        table.add_row("alerts per operator per shift", "- (no on-call roster configured)")
+        return
+    operators = [o for o in fatigue.get("operators", []) if isinstance(o, dict)]
+    if not operators:
+        table.add_row("alerts per operator per shift", "- (nobody on call in the window)")
+    for i, o in enumerate(operators):
+        busiest = (
+            f"; busiest {o['busiest_shift']}: {o['busiest_shift_alerts']}"
+            if o.get("busiest_shift")
+            else ""
+        )
+        table.add_row(
+            "alerts per operator per shift" if i == 0 else "",
+            f"{o['operator']}: {o['alerts_per_shift']:.1f} "
+            f"({o['alerts']} in {o['shifts']} shift(s){busiest})",
+        )
+    if fatigue.get("nobody_on_call"):
+        table.add_row("with nobody on call", str(fatigue["nobody_on_call"]))
 
 
 # ---- daily and weekly operations (seed 003): status, summary, performance, optimize ----------
@@ -947,6 +992,13 @@ def responder_command(
         bool | None,
         typer.Option("--console/--no-console", help="Print each notification on stdout."),
     ] = None,
+    roster_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="The on-call roster (YAML: shifts, rotations, overrides): the report's fatigue "
+            "index names the operator on call for each alert. Re-read when it changes."
+        ),
+    ] = None,
     watchdog_timeout: Annotated[
         float | None,
         typer.Option(
@@ -980,6 +1032,7 @@ def responder_command(
             max_body_bytes=max_body_bytes,
             console=console_output,
             watchdog_timeout_seconds=watchdog_timeout,
+            roster_file=roster_file,
             insecure=insecure or None,
         )
         server = ResponderServer(settings)

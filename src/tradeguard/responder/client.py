@@ -167,7 +167,40 @@ class ResponderClient:
         """The effectiveness report over the last ``days`` days (rate, MTTA, MTTR, ...)."""
         return self._request("GET", "/api/report", params={"days": days})
 
+    def report_html(self, days: int = 7) -> str:
+        """The same report as one self-contained HTML document (charts inside)."""
+        response = self._send("GET", "/api/report.html", params={"days": days})
+        if response.status_code != 200 or "text/html" not in response.headers.get(
+            "content-type", ""
+        ):
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise ResponderUnavailable(
+                f"{self._who} answered {response.status_code}: {_excerpt(response, body)}"
+            )
+        return response.text
+
     # ---- HTTP and its failures --------------------------------------------------------------
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """The response to one request, whatever its status but 401/403; ResponderUnavailable
+        when nothing answered or the credentials were refused."""
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise ResponderUnavailable(self._failure(exc)) from None
+        if response.status_code in (401, 403):
+            raise ResponderUnavailable(self._refused(response.status_code))
+        return response
+
     def _request(
         self,
         method: str,
@@ -177,13 +210,8 @@ class ResponderClient:
         json: dict[str, Any] | None = None,
         ok: tuple[int, ...] = (200,),
     ) -> dict[str, Any]:
-        try:
-            response = self._http.request(method, path, params=params, json=json)
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise ResponderUnavailable(self._failure(exc)) from None
+        response = self._send(method, path, params=params, json=json)
         status = response.status_code
-        if status in (401, 403):
-            raise ResponderUnavailable(self._refused(status))
         try:
             body = response.json()
         except ValueError:

@@ -10,7 +10,9 @@ For a window (the last 7 days by default) over every alert occurrence the respon
   the others (no attempt, or none done), so the report shows what the actions are worth;
 - **false-positive share**: of the acknowledged occurrences, those marked false positive;
 - **unacknowledged**: how many fired and were never acknowledged (the alerts nobody read);
-- the most frequent alerts, the first candidates for tuning.
+- the most frequent alerts, the first candidates for tuning;
+- the **fatigue index**, alerts per operator per shift by the on-call roster
+  (:mod:`tradeguard.responder.fatigue`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from statistics import fmean
 
+from tradeguard.responder.fatigue import FatigueIndex, fatigue_index
 from tradeguard.responder.history.base import Occurrence
+from tradeguard.responder.roster import Roster
 
 SHIFT = timedelta(hours=8)
 TOP = 5
@@ -64,6 +68,7 @@ class EffectivenessReport:
     # Every alert of the window, the most frequent first: the weekly review needs to know
     # which alerts nobody acknowledges and which are marked false positive, not only totals.
     per_alert: list[AlertAcks] = field(default_factory=list)
+    fatigue: FatigueIndex = field(default_factory=lambda: FatigueIndex(roster=False))
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -85,6 +90,7 @@ class EffectivenessReport:
             "mttr_remediated_seconds": self.mttr_remediated_seconds,
             "mttr_unremediated_seconds": self.mttr_unremediated_seconds,
             "alerts": [a.to_json() for a in self.per_alert],
+            "fatigue": self.fatigue.to_json(),
         }
 
 
@@ -99,9 +105,13 @@ def _mean_duration(occurrences: list[Occurrence]) -> float | None:
 
 
 def effectiveness(
-    occurrences: list[Occurrence], since: datetime, until: datetime
+    occurrences: list[Occurrence],
+    since: datetime,
+    until: datetime,
+    roster: Roster | None = None,
 ) -> EffectivenessReport:
-    """The report over ``occurrences`` first notified in ``[since, until]``."""
+    """The report over ``occurrences`` first notified in ``[since, until]``; shifts and who
+    was on call from ``roster`` (default: three 8-hour UTC shifts, nobody named)."""
     window = [o for o in occurrences if since <= o.notified_at <= until]
     span = max(until - since, timedelta(seconds=1))
     acked = [o for o in window if o.ack is not None]
@@ -130,6 +140,7 @@ def effectiveness(
         mttr_remediated_seconds=_mean_duration(healed),
         mttr_unremediated_seconds=_mean_duration([o for o in resolved if not o.remediated]),
         per_alert=_per_alert(window),
+        fatigue=fatigue_index(window, roster or Roster.default(), since, until),
     )
 
 

@@ -28,6 +28,7 @@ from tradeguard.remediation.guard import GuardPolicy
 from tradeguard.responder.auth import Authenticator, build_authenticator
 from tradeguard.responder.history import check_history_url
 from tradeguard.responder.pagerduty import EVENTS_URL as PAGERDUTY_EVENTS_URL
+from tradeguard.responder.roster import Roster, load_roster
 from tradeguard.responder.throttle import DEFAULT_LIMITS, WINDOW_SECONDS
 from tradeguard.responder.watchdog import DEFAULT_TIMEOUT_SECONDS
 from tradeguard.settings_files import Source, environment, resolve_sources, without_pairs
@@ -72,6 +73,9 @@ class ResponderSettings(BaseSettings):
     runbooks_dir: Path | None = None
     # The console's HA and trade-path pages read Prometheus' query API here.
     prometheus_url: str | None = None
+    # Who is on call when (tradeguard.responder.roster): the report's fatigue index attributes
+    # each alert to the operator on call; without it, shifts are 8 hours and nobody is named.
+    roster_file: Path | None = None
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=1024, le=64 * 1024 * 1024)
     memory_budget_bytes: int = Field(default=MEMORY_BUDGET_BYTES, ge=0)  # 0: no budget
     # Notifications a minute per category (tradeguard.responder.throttle); {} turns it off.
@@ -144,6 +148,10 @@ class ResponderSettings(BaseSettings):
         password = self.redis_password.get_secret_value() if self.redis_password else None
         return with_password(self.redis_url, password)
 
+    def roster(self) -> Roster:
+        """The on-call roster from ``roster_file`` (ConfigError naming what is wrong)."""
+        return load_roster(self.roster_file)
+
     def authenticator(self) -> Authenticator:
         """The configured credentials, loaded from their files (AuthConfigError if none)."""
         return build_authenticator(
@@ -165,10 +173,12 @@ def load_responder_settings(**overrides: Any) -> ResponderSettings:
     sources = [Source(values), environment("TRADEGUARD_RESPONDER_", names)]
     values = without_pairs(values, names) | resolve_sources(names, sources)
     try:
-        return ResponderSettings(**values)
+        settings = ResponderSettings(**values)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
             for err in exc.errors(include_input=False)
         )
         raise ConfigError(f"invalid responder settings: {problems}") from None
+    settings.roster()  # a roster with a mistake stops the start, not the first report
+    return settings

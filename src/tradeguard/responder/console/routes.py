@@ -31,6 +31,7 @@ from starlette.templating import Jinja2Templates
 from tradeguard.metrics.vocabulary import REMEDIATION_AUDIT_ACTIONS
 from tradeguard.responder.acks import AckRequest, store_ack
 from tradeguard.responder.console import shaping, svg
+from tradeguard.responder.console.effectiveness_view import effectiveness_context
 from tradeguard.responder.console.prometheus import PrometheusReader, PrometheusUnavailable
 from tradeguard.responder.console.runbooks import RunbookLibrary
 from tradeguard.responder.console.session import (
@@ -42,6 +43,7 @@ from tradeguard.responder.console.session import (
 from tradeguard.responder.history import AlertHistory, HistoryError
 from tradeguard.responder.history.actions import ACTION_OUTCOMES, check_outcome
 from tradeguard.responder.report import effectiveness
+from tradeguard.responder.roster import RosterSource
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -76,12 +78,14 @@ class Console:
         sessions: SessionKeeper,
         runbooks: RunbookLibrary,
         prometheus: PrometheusReader,
+        roster: RosterSource,
         secure_cookie: bool = False,
     ) -> None:
         self.history = history
         self.sessions = sessions
         self.runbooks = runbooks
         self.prometheus = prometheus
+        self.roster = roster
         self.secure_cookie = secure_cookie
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.globals["severity_rank"] = shaping.severity_rank
@@ -339,22 +343,12 @@ class Console:
         until = datetime.now(UTC)
         since = until - timedelta(days=days)
         occurrences = await run_in_threadpool(self.history.occurrences, since)
-        report = effectiveness(occurrences, since, until)
+        roster = self.roster.current()
+        report = effectiveness(occurrences, since, until, roster)
         context = {
             "title": "Effectiveness",
-            "report": report,
-            "days": days,
             "windows": WINDOWS_DAYS,
-            "duration_text": shaping.duration_text,
-            "per_day": svg.bar_chart(shaping.per_day(occurrences, since, until), "Alerts per day"),
-            "per_shift": svg.bar_chart(
-                shaping.per_shift(occurrences, since, until)[-21:], "Alerts per 8-hour shift"
-            )
-            if days <= 7
-            else None,
-            "top": svg.bar_chart(
-                [(name, float(n)) for name, n in report.top], "Most frequent alerts"
-            ),
+            **effectiveness_context(report, occurrences, days),
         }
         return self._page(request, "effectiveness.html", context, session=session)
 

@@ -13,7 +13,6 @@ from tradeguard.responder.console.prometheus import Sample
 from tradeguard.responder.console.svg import Span
 from tradeguard.responder.events import AlertEvent
 from tradeguard.responder.history.base import Ack, ActionAttempt, Occurrence
-from tradeguard.responder.report import SHIFT
 
 SEVERITY_ORDER = ("critical", "warning", "info")
 
@@ -101,29 +100,6 @@ def per_day(
         days.append((day.isoformat(), float(counts.get(day, 0))))
         day += timedelta(days=1)
     return days
-
-
-def shift_start(moment: datetime) -> datetime:
-    """The start of the 8-hour shift ``moment`` falls in (00:00, 08:00, 16:00 UTC)."""
-    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return midnight + SHIFT * int((moment - midnight) / SHIFT)
-
-
-def per_shift(
-    occurrences: Sequence[Occurrence], since: datetime, until: datetime
-) -> list[tuple[str, float]]:
-    """Occurrences first notified in each 8-hour shift of the window, every shift shown."""
-    counts = Counter(
-        shift_start(o.notified_at) for o in occurrences if since <= o.notified_at <= until
-    )
-    shifts = []
-    start = shift_start(since)
-    while start <= until:
-        end = start + SHIFT
-        label = f"{start:%m-%d %H:%M}–{end:%H:%M}"
-        shifts.append((label, float(counts.get(start, 0))))
-        start = end
-    return shifts
 
 
 def lanes(
