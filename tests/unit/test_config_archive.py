@@ -241,6 +241,7 @@ def test_the_shipped_deploy_dir_is_selected_as_documented() -> None:
         "grafana/dashboards",
         "grafana/provisioning",
         "alert-inventory.csv",
+        "responder/roster.yml",
     }
     assert all(rel.startswith("alertmanager/secrets/") for rel in chosen.secrets_left_out)
     assert len(chosen.secrets_left_out) == len(

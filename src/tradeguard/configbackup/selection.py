@@ -10,7 +10,8 @@ them. The set is what changes when a team edits alerting:
 - Alertmanager: ``alertmanager.yml``, ``routes.yml`` (the expected routing table) and
   ``templates/``; ``secrets/`` only with ``--include-secrets``;
 - Grafana: ``dashboards/`` and ``provisioning/``;
-- ``alert-inventory.csv``, the list the rules are checked against.
+- ``alert-inventory.csv``, the list the rules are checked against;
+- the responder's on-call roster, ``responder/roster.yml`` (who the fatigue index names).
 
 Left out on purpose: ``prometheus/exporter-metrics/`` (metric names scraped from the exporters,
 reference data for ``tradeguard rules check``, not configuration), the Docker Compose layout
@@ -78,6 +79,7 @@ CONFIGURATION: tuple[Rule, ...] = (
     Rule("grafana/dashboards", "*", recursive=True),
     Rule("grafana/provisioning", "*", recursive=True),
     Rule("", "alert-inventory.csv"),
+    Rule("responder", "roster.yml"),
 )
 
 

@@ -267,6 +267,11 @@ class Stack:
         # The local stack trades on a paper broker: it also turns on the graceful switchover
         # (off by default for real money) so a stuck leader can be shown to heal.
         env["TRADEGUARD_RESPONDER_REMEDIATION_ENABLE"] = '["demote_leader"]'
+        # The shipped example rota, so the console's fatigue index names someone; a roster
+        # given in the environment wins.
+        roster = self.deploy / "responder" / "roster.yml"
+        if roster.is_file() and "TRADEGUARD_RESPONDER_ROSTER_FILE" not in os.environ:
+            env["TRADEGUARD_RESPONDER_ROSTER_FILE"] = str(roster)
         if lay.profile == "fast":
             env["TRADEGUARD_RESPONDER_WATCHDOG_TIMEOUT_SECONDS"] = str(
                 FAST_WATCHDOG_TIMEOUT_SECONDS
