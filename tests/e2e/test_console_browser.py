@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,4 +128,40 @@ def test_an_operator_sees_acknowledges_and_reviews_a_live_alert(
             assert chrome.find_element(By.TAG_NAME, "h1").text, f"{page} has no heading"
             assert fits_width(chrome), f"{page} scrolls sideways at {width} px"
             chrome.save_screenshot(str(shots / f"{page}-{width_name}.png"))
+    assert console_errors(chrome) == []
+
+
+def test_the_weekly_report_file_opens_on_its_own_and_names_who_was_on_call(
+    live_stack: LiveStack, chrome: WebDriver
+) -> None:
+    token = ensure_token(live_stack.layout)
+    report = artifacts() / "weekly-report.html"
+    written = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tradeguard.cli",
+            "alerts",
+            "report",
+            "--html",
+            str(report),
+            "--url",
+            live_stack.layout.responder_url,
+        ],
+        env={**os.environ, "TRADEGUARD_RESPONDER_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert written.returncode == 0, written.stderr
+    # The stack's responder reads the shipped example rota: someone is on call all day.
+    page = report.read_text()
+    assert "No on-call roster is configured" not in page
+    for width_name, width in WIDTHS.items():
+        chrome.set_window_size(width, 1000)
+        chrome.get(report.resolve().as_uri())  # a file: nothing behind it to fetch from
+        assert chrome.find_element(By.TAG_NAME, "h1").text.startswith("Alerting effectiveness")
+        assert fits_width(chrome), f"the report scrolls sideways at {width} px"
+        chrome.save_screenshot(str(artifacts() / f"weekly-report-{width_name}.png"))
     assert console_errors(chrome) == []
