@@ -127,11 +127,12 @@ def flag(args: list[str], name: str) -> str:
 
 
 def bind_mounts(service: dict[str, Any]) -> list[tuple[Path, str]]:
-    """(source in deploy/, container path) of each relative bind mount."""
+    """(source, container path) of each relative bind mount (from deploy/, or the repository
+    around it: the console's runbooks are docs/runbooks)."""
     mounts = []
     for volume in service.get("volumes", []):
         source, target = str(volume).split(":")[:2]
-        if source.startswith("./"):
+        if source.startswith(("./", "../")):
             mounts.append((DEPLOY / source, target))
     return mounts
 
@@ -184,7 +185,7 @@ def test_mounts_secrets_and_dependencies_name_things_that_exist(compose: dict[st
             assert source.exists(), f"{name} mounts {source}, which is not in the repository"
         for volume in service.get("volumes", []):
             source = str(volume).split(":")[0]
-            if not source.startswith(("./", "/")):
+            if not source.startswith(("./", "../", "/")):
                 assert source in declared_volumes, f"{name}: volume {source} is not declared"
         for dependency in service.get("depends_on", []):
             assert dependency in services(compose), f"{name} depends on unknown {dependency}"
@@ -398,8 +399,22 @@ def test_engine_replicas_start_with_valid_settings_and_commands(
 
 def test_the_responder_starts_with_valid_settings(compose: dict[str, Any]) -> None:
     params = parse_cli(args_of(services(compose)["responder"]))
-    settings = ResponderSettings(**{k: v for k, v in params.items() if v is not None})
+    environment = services(compose)["responder"].get("environment", {})
+    prefix = "TRADEGUARD_RESPONDER_"
+    from_env = {
+        k.removeprefix(prefix).lower(): interpolate(str(v))
+        for k, v in environment.items()
+        if k.startswith(prefix)
+    }
+    settings = ResponderSettings(**from_env, **{k: v for k, v in params.items() if v is not None})
     assert settings.host == "0.0.0.0"
+    # The console's runbook links open where people reach it, its pages find the runbooks and
+    # the roster that the compose file mounts.
+    assert settings.runbook_base_url == "http://127.0.0.1:9466"
+    mounts = {target: source for source, target in bind_mounts(services(compose)["responder"])}
+    assert settings.runbooks_dir is not None and settings.roster_file is not None
+    assert (mounts[str(settings.runbooks_dir)] / "RedisDown.md").is_file()
+    assert mounts[str(settings.roster_file)].is_file()
     check_database_url(compose, settings.history_url, services(compose)["responder"])
 
 

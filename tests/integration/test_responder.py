@@ -591,6 +591,42 @@ def test_pagerduty_pages_a_critical_and_resolves_the_same_incident(
     }
 
 
+def test_runbook_links_go_out_as_the_consoles_pages_when_a_base_is_set(
+    start_responder: StartResponder, sink: Sink, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "pagerduty-routing-key"
+    key_file.write_text("R0UT1NGKEY\n")
+    r = start_responder(
+        pagerduty_routing_key_file=key_file,
+        pagerduty_url=f"{sink.url}/v2/enqueue",
+        runbook_base_url="https://console.example.test/",
+    )
+    elsewhere = alert(
+        labels={"alertname": "WikiLinked", "severity": "critical", "component": "redis"},
+        annotations={"summary": "s", "runbook_url": "https://wiki.example.test/WikiLinked"},
+        fingerprint="0badc0de",
+    )
+    assert r.post(body(payload(alert(), elsewhere))).status_code == 200
+    wait_until(lambda: len(sink.posted_to("/v2/enqueue")) >= 2, 10, "two pages")
+    r.settle()
+    pages = {c.body["payload"]["class"]: c.body for c in sink.posted_to("/v2/enqueue")}
+    page = "https://console.example.test/runbooks/RedisTradeStateLatencyHigh"
+    ours = pages["RedisTradeStateLatencyHigh"]
+    assert ours["payload"]["custom_details"]["runbook_url"] == page
+    assert ours["links"] == [{"href": page, "text": "Runbook: RedisTradeStateLatencyHigh"}]
+    kept = pages["WikiLinked"]["payload"]["custom_details"]["runbook_url"]
+    assert kept == "https://wiki.example.test/WikiLinked"
+    # The stored event keeps what Alertmanager sent: the link is rewritten as it goes out.
+    shown = [n for n in r.wait_notified(2) if n["alertname"] == "RedisTradeStateLatencyHigh"]
+    assert shown[0]["runbook_url"] == page
+    history = r.get("/api/alerts/history").json()["alerts"]
+    stored = next(e for e in history if e["alertname"] == "RedisTradeStateLatencyHigh")
+    assert stored["annotations"]["runbook_url"] == "docs/runbooks/RedisTradeStateLatencyHigh.md"
+
+    with pytest.raises(ConfigError, match=r"runbook_base_url: .*http"):
+        load_responder_settings(token="t", runbook_base_url="ftp://nope")
+
+
 def test_a_429_with_retry_after_is_delivered_on_the_retry_not_dropped(
     start_responder: StartResponder, sink: Sink, tmp_path: Path
 ) -> None:

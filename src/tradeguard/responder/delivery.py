@@ -49,6 +49,7 @@ from tradeguard.responder.outbox import (
     Outcome,
     next_attempt,
 )
+from tradeguard.responder.runbook_links import with_runbook_link
 from tradeguard.responder.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,10 @@ class DeliverySender:
         owner: str,
         deadline_seconds: float = 24 * 3600.0,
         clock: Callable[[], datetime] = utc_now,
+        runbook_base_url: str | None = None,
     ) -> None:
         self.store = store
+        self.runbook_base_url = runbook_base_url  # runbook links made absolute as they go out
         self.channels = {c.name: c for c in channels}
         self.throttle = throttle
         self.owner = owner
@@ -313,6 +316,7 @@ class DeliverySender:
         notes: RemediationNotes,
     ) -> list[Outcome]:
         notification = notes.add_to(entry.notification).carrying([c.notification for c in carried])
+        notification = with_runbook_link(notification, self.runbook_base_url)
         error: str
         retry_after: float | None = None
         permanent = False

@@ -73,7 +73,7 @@ class PagerDutyChannel:
             details["remediation"] = n.remediation
         if n.held_back:
             details["held_back_by_throttling"] = list(n.held_back)
-        return {
+        event: dict[str, Any] = {
             "routing_key": self._key,
             "event_action": "trigger",
             "dedup_key": n.fingerprint,
@@ -87,6 +87,10 @@ class PagerDutyChannel:
                 "custom_details": details,
             },
         }
+        if n.runbook_url and n.runbook_url.startswith(("https://", "http://")):
+            # An incident's links are buttons in PagerDuty's app: the runbook one tap away.
+            event["links"] = [{"href": n.runbook_url, "text": f"Runbook: {n.alertname}"}]
+        return event
 
     def accepts(self, notification: Notification) -> bool:
         """Criticals only: warnings and info go to chat, not to the pager."""

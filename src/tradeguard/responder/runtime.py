@@ -118,6 +118,7 @@ class ResponderRuntime:
             owner=default_sender_id(settings),
             deadline_seconds=settings.delivery_deadline_seconds,
             clock=clock,
+            runbook_base_url=settings.runbook_base_url,
         )
         self.intake = Intake(history, channels, metrics, self.switch, self.sender.wake)
         self.remediation = build_remediation(

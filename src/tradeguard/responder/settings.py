@@ -10,6 +10,7 @@ password to libpq (``PGPASSWORD``, ``PGPASSFILE`` or ``~/.pgpass``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -71,6 +72,10 @@ class ResponderSettings(BaseSettings):
     console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     console_secure_cookie: bool = False
     runbooks_dir: Path | None = None
+    # The console's address as its readers reach it (a proxy's, say): each notification's
+    # runbook link "docs/runbooks/<Alert>.md" goes out as "<this>/runbooks/<Alert>", which
+    # opens from Slack or PagerDuty. Unset: links go out as the rules give them.
+    runbook_base_url: str | None = None
     # The console's HA and trade-path pages read Prometheus' query API here.
     prometheus_url: str | None = None
     # Who is on call when (tradeguard.responder.roster): the report's fatigue index attributes
@@ -118,6 +123,13 @@ class ResponderSettings(BaseSettings):
         bad = sorted(k for k, v in value.items() if v < 1)
         if bad:
             raise ValueError(f"limits must be at least 1 (use {{}} for no throttling): {bad}")
+        return value
+
+    @field_validator("runbook_base_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"an http(s):// address without query or fragment, not {value!r}")
         return value
 
     _check_history = field_validator("history_url")(check_history_url)

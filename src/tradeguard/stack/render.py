@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from tradeguard.net import LOOPBACK
+from tradeguard.responder.runbook_links import absolute_runbooks
 from tradeguard.secret_files import ensure_secret
 from tradeguard.stack.layout import StackLayout
 
@@ -42,22 +43,11 @@ LOCAL_TIMERS = {"group_wait": "0s", "group_interval": "2s", "repeat_interval": "
 # With a 2 s group interval a 5 s repeat goes out every 6 s: three chances inside the fast
 # profile's 20 s switch timeout. (The root's 1 h repeat would starve the switch after one.)
 WATCHDOG_TIMERS = {"group_interval": "2s", "repeat_interval": "5s"}
-_RUNBOOK_URL = re.compile(
-    r"^([ \t]*runbook_url:[ \t]*)docs/runbooks/([A-Za-z][A-Za-z0-9_]*)\.md[ \t]*$", re.M
-)
 _WATCHDOG_MATCHER = re.compile(rf"""^\s*alertname\s*=\s*(["']?){WATCHDOG_ALERT}\1\s*$""")
 
 
 def duration_seconds(text: str) -> float:
     return sum(int(n) * _UNIT[u] for n, u in _DURATION.findall(str(text)))
-
-
-def absolute_runbooks(text: str, base_url: str) -> str:
-    """Rule text with every ``runbook_url: docs/runbooks/<Alert>.md`` pointing at the
-    console's page for it, ``<base_url>/runbooks/<Alert>``: a link in Slack, an e-mail or
-    PagerDuty then opens, where a path into the repository would not."""
-    base = base_url.rstrip("/")
-    return _RUNBOOK_URL.sub(lambda m: f"{m.group(1)}{base}/runbooks/{m.group(2)}", text)
 
 
 def render_rules(

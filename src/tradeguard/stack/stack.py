@@ -263,6 +263,9 @@ class Stack:
         # without the password, which the responder reads from the stack's secret file.
         env["TRADEGUARD_RESPONDER_REDIS_URL"] = lay.redis_address(Layer.SIGNAL_STREAM)
         env["TRADEGUARD_RESPONDER_PROMETHEUS_URL"] = lay.prometheus_url  # the console's figures
+        # The rules it renders carry absolute runbook links already; the responder's own
+        # notices (the dead man's switch, remediation giving up) get them from this.
+        env["TRADEGUARD_RESPONDER_RUNBOOK_BASE_URL"] = lay.runbook_base_url
         env["TRADEGUARD_RESPONDER_REDIS_PASSWORD_FILE"] = str(lay.redis_password_file)
         # The local stack trades on a paper broker: it also turns on the graceful switchover
         # (off by default for real money) so a stuck leader can be shown to heal.
