@@ -812,6 +812,86 @@ def rules_check(
     raise typer.Exit(rulecheck_main(repo))
 
 
+@rules_app.command("export")
+def rules_export(
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="Output format; prometheus-operator is the one there is."),
+    ] = "prometheus-operator",
+    out: Annotated[
+        Path,
+        typer.Option(help="Directory for the files, one per object (created if missing)."),
+    ] = Path("build/prometheus-operator"),
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            help="metadata.namespace of every object (default: none, kubectl -n decides)."
+        ),
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            help="KEY=VALUE label on every object, for the operator's ruleSelector and "
+            "alertmanagerConfigSelector; repeatable; replaces the default "
+            "app.kubernetes.io/part-of=tradeguard.",
+        ),
+    ] = None,
+    runbook_base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Make runbook_url annotations links, URL/runbooks/<Alert>, as the local "
+            "stack does (default: keep the repository paths)."
+        ),
+    ] = None,
+    secret_name: Annotated[
+        str, typer.Option(help="The Secret the AlertmanagerConfig takes its credentials from.")
+    ] = "tradeguard-alertmanager",
+    repo: Annotated[Path | None, typer.Option(help="Repository root (default: found).")] = None,
+) -> None:
+    """Export the alert rules and Alertmanager routing as prometheus-operator objects.
+
+    Writes one YAML file per object into --out: a PrometheusRule (monitoring.coreos.com/v1)
+    per deploy/prometheus/rules/*.rules.yml, groups and rules unchanged; an
+    AlertmanagerConfig (monitoring.coreos.com/v1alpha1) with the route tree, receivers and
+    inhibit rules of deploy/alertmanager/alertmanager.yml; and a ConfigMap with its
+    notification templates. Apply the directory with kubectl apply -f.
+
+    No secret is copied: credentials and webhook URLs become references to keys of one
+    Kubernetes Secret (--secret-name), which the command lists for you to create.
+
+    Namespace scope: the operator adds a matcher namespace="<the AlertmanagerConfig's
+    namespace>" to the AlertmanagerConfig's top route (and forces continue: true on it) and to
+    both sides of its inhibit rules, so only alerts with that label reach these routes. Set
+    enforcedNamespaceLabel on the Prometheus object, or alertmanagerConfigMatcherStrategy
+    type None on the Alertmanager object.
+
+    A setting with no AlertmanagerConfig equivalent stops the export with its name, except
+    global.resolve_timeout and templates, which are noted in the output file. Exit 2 on bad
+    input, 1 if the files cannot be written.
+    """
+    from tradeguard.k8sexport.export import ExportOptions, check_format, export, summary
+    from tradeguard.k8sexport.meta import parse_labels
+
+    try:
+        check_format(output_format)
+        options = ExportOptions(
+            repo=repo,
+            out_dir=out,
+            namespace=namespace,
+            labels=parse_labels(label or []),
+            runbook_base_url=runbook_base_url,
+            secret_name=secret_name,
+        )
+        result = export(options, lambda line: console.print(Text(line), soft_wrap=True))
+    except TradeguardError as exc:  # ExportError included: bad input, named on one line
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot write {out}: {exc.strerror or exc}", code=1) from None
+    for line in summary(result):
+        console.print(Text(line), soft_wrap=True)
+
+
 def main() -> None:
     app()
 

@@ -27,14 +27,15 @@ PACKAGE = Path(tradeguard.__file__).parent
 # error types; the loopback address, redaction, secret and value files), process control (below
 # the stack, the chaos runner and the instance supervisor), the fencing interface the engine
 # takes and the coordinator provides, the rule checker beside the stack it checks, and below the
-# CLI the composition modules (a replica built from the engine and the coordinator, the demo).
+# CLI the composition modules (a replica built from the engine and the coordinator, the demo)
+# and the Kubernetes export (built on the rule checker's paths and the responder's runbook links).
 TIERS: tuple[frozenset[str], ...] = (
     frozenset({"tradeguard", "errors"}),
     frozenset({"net", "redact", "secret_files", "settings_files"}),
     frozenset({"metrics", "config", "fencing", "process"}),
     frozenset({"ha", "bus", "store"}),
     frozenset({"stack", "responder", "engine", "instances", "rulecheck", "remediation"}),
-    frozenset({"chaos", "replica", "demo", "configbackup"}),
+    frozenset({"chaos", "replica", "demo", "configbackup", "k8sexport"}),
     frozenset({"cli"}),
 )
 
