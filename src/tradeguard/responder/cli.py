@@ -35,6 +35,7 @@ from tradeguard.metrics.vocabulary import REMEDIATION_AUDIT_ACTIONS, REMEDIATION
 from tradeguard.net import LOOPBACK
 from tradeguard.redact import redact_url
 from tradeguard.responder.client import ResponderClient, ResponderUnavailable
+from tradeguard.responder.durations import span_or_none, span_text
 from tradeguard.responder.history_window import HistoryWindow, fetch_window
 from tradeguard.responder.operations import (
     EventRecord,
@@ -56,7 +57,6 @@ from tradeguard.responder.optimize import (
 )
 from tradeguard.responder.prom_rules import (
     DEFAULT_SLOW_SHARE,
-    PrometheusUnavailable,
     RuleGroup,
     alerting_rules,
     fetch_rule_groups,
@@ -66,6 +66,7 @@ from tradeguard.responder.prom_rules import (
     slowest_rules,
     unhealthy,
 )
+from tradeguard.responder.prometheus_api import PrometheusUnavailable
 from tradeguard.responder.prometheus_url import (
     PROMETHEUS_URL_ENV,
     STACK_RUN_DIR,
@@ -442,14 +443,6 @@ def ack_command(
     )
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    minutes, seconds = divmod(round(value), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
-
-
 @alerts_app.command("report")
 def report_command(
     days: Annotated[int, typer.Option(min=1, max=90, help="How many days back.")] = 7,
@@ -485,16 +478,17 @@ def report_command(
     table.add_row("alert occurrences", str(r["occurrences"]))
     table.add_row("per day / per 8-hour shift", f"{r['per_day']:.1f} / {r['per_shift']:.1f}")
     table.add_row("acknowledged", f"{r['acknowledged']} (never: {r['unacknowledged']})")
-    table.add_row("MTTA (notified -> acknowledged)", _seconds(r.get("mtta_seconds")))
-    table.add_row("MTTR (started -> resolved)", _seconds(r.get("mttr_seconds")))
+    table.add_row("MTTA (notified -> acknowledged)", span_or_none(r.get("mtta_seconds"), "-"))
+    table.add_row("MTTR (started -> resolved)", span_or_none(r.get("mttr_seconds"), "-"))
     if "mttr_remediated_seconds" in r:  # a responder older than the split leaves these out
         table.add_row(
             "  healed by an action",
-            f"{_seconds(r.get('mttr_remediated_seconds'))} ({r['resolved_remediated']} resolved)",
+            f"{span_or_none(r.get('mttr_remediated_seconds'), '-')} "
+            f"({r['resolved_remediated']} resolved)",
         )
         table.add_row(
             "  without an action",
-            f"{_seconds(r.get('mttr_unremediated_seconds'))} "
+            f"{span_or_none(r.get('mttr_unremediated_seconds'), '-')} "
             f"({r['resolved_unremediated']} resolved)",
         )
         table.add_row("remediated (an action done)", str(r["remediated_occurrences"]))
@@ -564,7 +558,7 @@ def _age(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "never"
     seconds = max(0.0, (now - moment).total_seconds())
-    return f"{seconds:.1f}s ago" if seconds < 60 else f"{_seconds(seconds)} ago"
+    return f"{seconds:.1f}s ago" if seconds < 60 else f"{span_text(seconds)} ago"
 
 
 def _eval_time(seconds: float) -> str:

@@ -30,6 +30,7 @@ from datetime import datetime
 from statistics import median
 from typing import Any
 
+from tradeguard.responder.durations import span_text
 from tradeguard.responder.events import parse_iso
 from tradeguard.responder.operations import AlertOccurrence, MalformedRecord
 from tradeguard.responder.rule_files import RuleLocation, format_duration, rule_for
@@ -218,21 +219,6 @@ class Suggestion:
     rule: RuleLocation | None = field(default=None, compare=False)
 
 
-def _span(seconds: float) -> str:
-    """A duration for a person: ``45s``, ``12m``, ``3h20m``, ``2d4h``."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        minutes, rest = divmod(seconds, 60)
-        return f"{minutes}m{rest:02d}s" if rest else f"{minutes}m"
-    if seconds < 86400:
-        hours, rest = divmod(seconds, 3600)
-        return f"{hours}h{rest // 60:02d}m" if rest // 60 else f"{hours}h"
-    days, rest = divmod(seconds, 86400)
-    return f"{days}d{rest // 3600}h" if rest // 3600 else f"{days}d"
-
-
 def nice_above(seconds: float) -> float:
     """The smallest :data:`NICE_SECONDS` step above ``seconds`` (whole hours past them)."""
     for step in NICE_SECONDS:
@@ -254,13 +240,13 @@ def _flapping(f: AlertFigures, rule: RuleLocation | None) -> Suggestion:
     )
     if rule is None:
         change = (
-            f"give it a `for` about {_span(extension)} longer than it has: that would have kept "
-            f"{quiet} of these {f.resolved} occurrences quiet"
+            f"give it a `for` about {span_text(extension)} longer than it has: that would have "
+            f"kept {quiet} of these {f.resolved} occurrences quiet"
         )
     return Suggestion(
         FLAPPING,
         f.alertname,
-        f"fired and resolved {f.resolved} times; median firing time {_span(typical)}",
+        f"fired and resolved {f.resolved} times; median firing time {span_text(typical)}",
         change,
         rule,
     )
@@ -302,7 +288,7 @@ def _firing_long(f: AlertFigures, rule: RuleLocation | None) -> Suggestion:
     return Suggestion(
         FIRING_LONG,
         f.alertname,
-        f"fired for {_span(f.longest_seconds)} {how}",
+        f"fired for {span_text(f.longest_seconds)} {how}",
         "not actionable as it stands: fix the cause, or make it a ticket or a dashboard "
         "panel instead of an alert",
         rule,

@@ -15,31 +15,24 @@ that talks HTTP.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from tradeguard.errors import TradeguardError
-from tradeguard.redact import redact_url
+from tradeguard.responder.prometheus_api import (
+    DEFAULT_TIMEOUT,
+    PrometheusAPI,
+    PrometheusUnavailable,
+    one_line,
+)
 
 RULES_PATH = "/api/v1/rules"
-DEFAULT_TIMEOUT = 5.0
-EXCERPT_CHARS = 200  # of an unexpected answer: enough to recognise it, short enough for a line
 # A group is flagged when one evaluation takes more than this share of its interval: past it,
 # a slow TSDB or a heavier query soon makes evaluations overrun and Prometheus skips them.
 DEFAULT_SLOW_SHARE = 0.10
 HEALTH_ORDER = {"err": 0, "unknown": 1, "ok": 2}  # what needs a look first
-_SPACE = re.compile(r"\s+")
-
-
-class PrometheusUnavailable(TradeguardError):
-    """Prometheus could not be asked, or its answer is not the rules API's: unreachable, too
-    slow, an error status, not JSON, or JSON of another shape. One line, saying which."""
 
 
 class RulesShapeError(TradeguardError):
@@ -199,7 +192,7 @@ def _rule(raw: object, group: str, file: str, where: str) -> Rule:
         state=_get(raw, "state", str, where) if alerting else "",
         last_evaluation=_optional_time(raw, "lastEvaluation", where),
         evaluation_seconds=_number(raw, "evaluationTime", where),
-        last_error=_one_line(error or ""),
+        last_error=one_line(error or ""),
         for_seconds=_number(raw, "duration", where) if alerting else 0.0,
         labels=_strings(raw.get("labels"), f"{where}.labels"),
         alerts=_alerts(raw, where) if alerting else (),
@@ -218,7 +211,7 @@ def parse_rule_groups(body: object) -> list[RuleGroup]:
     if status != "success":
         detail = body.get("error")
         raise RulesShapeError(
-            f"status {status!r}" + (f": {_one_line(str(detail))}" if detail else "")
+            f"status {status!r}" + (f": {one_line(str(detail))}" if detail else "")
         )
     data = _get(body, "data", dict, "answer")
     groups = []
@@ -248,48 +241,14 @@ def parse_rule_groups(body: object) -> list[RuleGroup]:
 def fetch_rule_groups(base_url: str, timeout: float = DEFAULT_TIMEOUT) -> list[RuleGroup]:
     """Every rule group Prometheus at ``base_url`` evaluates; :class:`PrometheusUnavailable`
     (one line) when it cannot be asked or answers anything but the rules API's JSON."""
-    who = f"Prometheus at {redact_url(base_url.rstrip('/'))}"
-    try:
-        response = httpx.get(base_url.rstrip("/") + RULES_PATH, timeout=timeout)
-    except httpx.TimeoutException as exc:
-        raise PrometheusUnavailable(
-            f"{who} did not answer within {timeout:g}s ({type(exc).__name__})"
-        ) from None
-    except httpx.ConnectError as exc:
-        why = _one_line(str(exc)) or "connection refused"
-        raise PrometheusUnavailable(
-            f"{who} is unreachable ({why}); is it running, and is --prometheus-url right?"
-        ) from None
-    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
-        # ValueError: httpx refuses some malformed URLs (a port that is not a number) with it
-        raise PrometheusUnavailable(
-            f"request to {who} failed: {type(exc).__name__}: {_one_line(str(exc))}"
-        ) from None
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        raise PrometheusUnavailable(
-            f"{who} answered {response.status_code} with something that is not JSON: "
-            f"{_excerpt(response.text)}"
-        ) from None
-    if response.status_code != 200:
-        detail = body.get("error") if isinstance(body, dict) else None
-        shown = _one_line(str(detail)) if detail else _excerpt(json.dumps(body))
-        raise PrometheusUnavailable(f"{who} answered {response.status_code}: {shown}")
+    api = PrometheusAPI(base_url, timeout, "is it running, and is --prometheus-url right?")
+    body = api.get(RULES_PATH)
     try:
         return parse_rule_groups(body)
     except RulesShapeError as exc:
         raise PrometheusUnavailable(
-            f"{who} answered something other than the rules API ({RULES_PATH}): {exc}"
+            f"{api.who} answered something other than the rules API ({RULES_PATH}): {exc}"
         ) from None
-
-
-def _one_line(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
-
-
-def _excerpt(text: str) -> str:
-    return _one_line(text)[:EXCERPT_CHARS] or "(empty body)"
 
 
 # ---- shaping -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from tradeguard.responder.console import shaping, svg
+from tradeguard.responder.durations import span_or_none
 from tradeguard.responder.history.base import Occurrence
 from tradeguard.responder.report import EffectivenessReport
 
@@ -35,7 +36,7 @@ def effectiveness_context(
         "report": report,
         "days": days,
         "fatigue": fatigue,
-        "duration_text": shaping.duration_text,
+        "duration_text": span_or_none,
         "per_day": svg.bar_chart(
             shaping.per_day(occurrences, report.since, report.until), "Alerts per day"
         ),

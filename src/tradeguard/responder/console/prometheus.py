@@ -3,8 +3,9 @@
 The HA and trade-path pages show what Prometheus already holds (every replica's heartbeat,
 signal rates, latency quantiles) instead of a second set of numbers from the processes: the
 console then shows what the alerts see. Every failure (no URL configured, unreachable, an
-error answer, a reply of the wrong shape) is one :class:`PrometheusUnavailable` whose message
-a page can show as it is.
+error answer, a reply of the wrong shape) is one
+:class:`~tradeguard.responder.prometheus_api.PrometheusUnavailable` whose message a page can
+show as it is; asking is :mod:`tradeguard.responder.prometheus_api`'s, as for the commands.
 """
 
 from __future__ import annotations
@@ -14,15 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
-
-from tradeguard.errors import TradeguardError
-
-TIMEOUT_SECONDS = 5.0
-
-
-class PrometheusUnavailable(TradeguardError):
-    """Prometheus could not answer a query (the message says why, for a person)."""
+from tradeguard.responder.prometheus_api import (
+    DEFAULT_TIMEOUT,
+    PrometheusAPI,
+    PrometheusUnavailable,
+)
 
 
 @dataclass(frozen=True)
@@ -38,36 +35,24 @@ class Series:
 
 
 class PrometheusReader:
-    def __init__(self, base_url: str | None, timeout: float = TIMEOUT_SECONDS) -> None:
-        self.base_url = base_url.rstrip("/") if base_url else None
-        self.timeout = timeout
+    def __init__(self, base_url: str | None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        hint = "is it running, and is TRADEGUARD_RESPONDER_PROMETHEUS_URL right?"
+        self.api = PrometheusAPI(base_url, timeout, hint) if base_url else None
 
     async def _get(self, path: str, params: dict[str, str]) -> Any:
-        if self.base_url is None:
+        if self.api is None:
             raise PrometheusUnavailable(
                 "no Prometheus is configured for the console (TRADEGUARD_RESPONDER_PROMETHEUS_URL)"
             )
-        try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                reply = await client.get(f"{self.base_url}{path}", params=params)
-        except httpx.HTTPError as exc:
-            raise PrometheusUnavailable(
-                f"Prometheus at {self.base_url} is unreachable ({type(exc).__name__})"
-            ) from None
-        try:
-            doc = reply.json()
-        except ValueError:
-            raise PrometheusUnavailable(
-                f"Prometheus at {self.base_url} answered {reply.status_code} without JSON"
-            ) from None
+        doc = await self.api.get_async(path, params)
         if not isinstance(doc, dict) or doc.get("status") != "success":
             error = doc.get("error") if isinstance(doc, dict) else None
             raise PrometheusUnavailable(
-                f"Prometheus at {self.base_url} refused the query: {error or reply.status_code}"
+                f"{self.api.who} refused the query: {error or 'no success status'}"
             )
         data = doc.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("result"), list):
-            raise PrometheusUnavailable(f"Prometheus at {self.base_url} answered an odd shape")
+            raise PrometheusUnavailable(f"{self.api.who} answered an odd shape")
         return data
 
     async def instant(self, expr: str) -> list[Sample]:

@@ -32,7 +32,7 @@ from tradeguard.metrics.vocabulary import REMEDIATION_AUDIT_ACTIONS
 from tradeguard.responder.acks import AckRequest, store_ack
 from tradeguard.responder.console import shaping, svg
 from tradeguard.responder.console.effectiveness_view import effectiveness_context
-from tradeguard.responder.console.prometheus import PrometheusReader, PrometheusUnavailable
+from tradeguard.responder.console.prometheus import PrometheusReader
 from tradeguard.responder.console.runbooks import RunbookLibrary
 from tradeguard.responder.console.session import (
     COOKIE,
@@ -40,8 +40,10 @@ from tradeguard.responder.console.session import (
     SessionKeeper,
     clean_operator,
 )
+from tradeguard.responder.durations import span_text
 from tradeguard.responder.history import AlertHistory, HistoryError
 from tradeguard.responder.history.actions import ACTION_OUTCOMES, check_outcome
+from tradeguard.responder.prometheus_api import PrometheusUnavailable
 from tradeguard.responder.report import effectiveness
 from tradeguard.responder.roster import RosterSource
 
@@ -267,7 +269,7 @@ class Console:
             "groups": groups,
             "count": len(events),
             "acked": self._query(request, "acked"),
-            "age_text": shaping.age_text,
+            "age_text": span_text,
             "runbooks": set(self.runbooks.names()),
         }
         return self._page(request, "now.html", context, session=session)

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from tradeguard.responder.console.prometheus import Sample
 from tradeguard.responder.console.svg import Span
+from tradeguard.responder.durations import span_text
 from tradeguard.responder.events import AlertEvent
 from tradeguard.responder.history.base import Ack, ActionAttempt, Occurrence
 
@@ -20,25 +21,6 @@ SEVERITY_ORDER = ("critical", "warning", "info")
 def severity_rank(severity: str | None) -> int:
     """Critical first, then warning, info, and anything else last."""
     return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
-
-
-def age_text(seconds: float) -> str:
-    """``45s``, ``12m``, ``3h 5m``, ``2d 4h``: how long, at a glance."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, _ = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
-
-
-def duration_text(seconds: float | None) -> str:
-    return "—" if seconds is None else age_text(seconds)
 
 
 @dataclass(frozen=True)
@@ -110,7 +92,7 @@ def lanes(
     spans: dict[str, list[Span]] = defaultdict(list)
     for o in occurrences:
         end = o.ends_at
-        lasted = age_text(((end or until) - o.starts_at).total_seconds())
+        lasted = span_text(((end or until) - o.starts_at).total_seconds())
         state = "resolved" if end is not None else "still firing"
         acked = f", acknowledged by {o.ack.acked_by}" if o.ack is not None else ""
         title = f"{o.alertname}: from {o.starts_at:%Y-%m-%d %H:%M:%S} UTC, {lasted}, {state}{acked}"
