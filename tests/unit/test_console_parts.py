@@ -82,7 +82,7 @@ def test_firing_rows_put_criticals_first_oldest_first_with_their_acks() -> None:
         event("C1", "critical", NOW - 2 * HOUR),
     ]
     ack = Ack("fC2", NOW - HOUR, NOW, "Dana", False, "")
-    groups = shaping.firing_rows(events, {("fC2", NOW - HOUR): ack}, [], NOW)
+    groups = shaping.firing_rows(events, {("fC2", NOW - HOUR): ack}, {}, NOW)
     assert list(groups) == ["critical", "warning"]
     assert [r.event.alertname for r in groups["critical"]] == ["C1", "C2"]
     assert groups["critical"][1].ack == ack and groups["critical"][0].ack is None

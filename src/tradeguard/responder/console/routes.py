@@ -260,10 +260,10 @@ class Console:
     async def _now(self, request: Request, session: ConsoleSession) -> Response:
         now = datetime.now(UTC)
         events = await run_in_threadpool(self.history.firing)
-        earliest = min((e.received_at for e in events), default=now) - timedelta(seconds=1)
-        occurrences = await run_in_threadpool(self.history.occurrences, earliest)
-        actions = await run_in_threadpool(self.history.list_actions, 500)
-        groups = shaping.firing_rows(events, shaping.acks_by_occurrence(occurrences), actions, now)
+        keys = [(e.fingerprint, e.starts_at) for e in events]
+        acks = await run_in_threadpool(self.history.acks_of, keys)
+        actions = await run_in_threadpool(self.history.attempts_of, keys)
+        groups = shaping.firing_rows(events, acks, actions, now)
         context = {
             "title": "Now",
             "groups": groups,

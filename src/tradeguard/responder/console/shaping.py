@@ -5,7 +5,7 @@ is tested without a browser, and every page computes it the same way.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,15 +44,12 @@ class FiringRow:
 
 def firing_rows(
     events: Sequence[AlertEvent],
-    acks: dict[tuple[str, datetime], Ack],
-    actions: Sequence[ActionAttempt],
+    acks: Mapping[tuple[str, datetime], Ack],
+    actions: Mapping[tuple[str, datetime], list[ActionAttempt]],
     now: datetime,
 ) -> dict[str, list[FiringRow]]:
     """The firing alerts grouped by severity (critical first), oldest first in each group,
     each with its acknowledgement and what remediation did for this occurrence."""
-    by_occurrence: dict[tuple[str, datetime], list[ActionAttempt]] = defaultdict(list)
-    for attempt in actions:
-        by_occurrence[(attempt.fingerprint, attempt.starts_at)].append(attempt)
     groups: dict[str, list[FiringRow]] = {}
     ordered = sorted(events, key=lambda e: (severity_rank(e.severity), e.starts_at))
     for event in ordered:
@@ -61,14 +58,10 @@ def firing_rows(
             event,
             (now - event.starts_at).total_seconds(),
             acks.get(key),
-            sorted(by_occurrence.get(key, []), key=lambda a: a.decided_at),
+            sorted(actions.get(key, []), key=lambda a: a.decided_at),
         )
         groups.setdefault(event.severity or "other", []).append(row)
     return groups
-
-
-def acks_by_occurrence(occurrences: Iterable[Occurrence]) -> dict[tuple[str, datetime], Ack]:
-    return {(o.fingerprint, o.starts_at): o.ack for o in occurrences if o.ack is not None}
 
 
 def per_day(

@@ -167,6 +167,13 @@ class ActionAudit(Protocol):
         cool-down and rate-limit windows that span occurrences."""
         ...
 
+    def attempts_of(
+        self, keys: Sequence[tuple[str, datetime]]
+    ) -> dict[tuple[str, datetime], list[ActionAttempt]]:
+        """Every attempt for each of the occurrences ``keys`` that has any, in decision
+        order: what the *Now* page shows beside each firing alert."""
+        ...
+
     def list_actions(
         self,
         limit: int = 50,

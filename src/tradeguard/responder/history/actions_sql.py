@@ -160,6 +160,17 @@ class SQLActions(SQLHistoryReads):
         )
         return [self._attempt(r) for r in rows]
 
+    def attempts_of(
+        self, keys: Sequence[tuple[str, datetime]]
+    ) -> dict[tuple[str, datetime], list[ActionAttempt]]:
+        found: dict[tuple[str, datetime], list[ActionAttempt]] = {}
+        for row in self._of_occurrences(REMEDIATION, SELECT_COLUMNS, keys):
+            attempt = self._attempt(row)
+            found.setdefault((attempt.fingerprint, attempt.starts_at), []).append(attempt)
+        for attempts in found.values():
+            attempts.sort(key=lambda a: a.id)
+        return found
+
     def recent_action_attempts(self, since: datetime) -> list[ActionAttempt]:
         ph = self.placeholder
         rows = self._query(

@@ -265,6 +265,11 @@ class AlertHistory(OutboxStore, ActionAudit, Protocol):
         """Every occurrence first received firing at or after ``since``, oldest first."""
         ...
 
+    def acks_of(self, keys: Sequence[tuple[str, datetime]]) -> dict[tuple[str, datetime], Ack]:
+        """The acknowledgement of each of the occurrences ``keys`` (fingerprint, startsAt)
+        that has one."""
+        ...
+
     def prune(self, before: datetime) -> int:
         """Forget what is over and older than ``before``: the events of every occurrence last
         heard of before it that is resolved or replaced (a still-firing alert is kept), their
@@ -471,6 +476,40 @@ class SQLHistoryReads(ABC):
             bool(fp),
             stored_note,
         )
+
+    def _of_occurrences(
+        self, table: str, columns: str, keys: Sequence[tuple[str, datetime]]
+    ) -> list[Any]:
+        """The rows of ``table`` (``columns``, then its fingerprint and starts_at) that belong
+        to the occurrences ``keys``: one query per few hundred keys, whatever their number."""
+        ph = self.placeholder
+        wanted = {(f, self._to_db_time(s)) for f, s in keys}
+        unique = sorted(wanted, key=str)
+        found: list[Any] = []
+        for start in range(0, len(unique), ROWS_PER_INSERT):
+            chunk = unique[start : start + ROWS_PER_INSERT]
+            fingerprints = sorted({f for f, _ in chunk})
+            starts = sorted({s for _, s in chunk}, key=str)
+            rows = self._query(
+                f"SELECT {columns}, fingerprint, starts_at FROM {table} "
+                f"WHERE fingerprint IN ({', '.join([ph] * len(fingerprints))}) "
+                f"AND starts_at IN ({', '.join([ph] * len(starts))})",
+                (*fingerprints, *starts),
+            )
+            found.extend(r for r in rows if (r[-2], r[-1]) in wanted)
+        return found
+
+    def acks_of(self, keys: Sequence[tuple[str, datetime]]) -> dict[tuple[str, datetime], Ack]:
+        columns = "acked_at, acked_by, false_positive, note"
+        acks = {}
+        for acked_at, by, fp, note, fingerprint, starts in self._of_occurrences(
+            ACKS, columns, keys
+        ):
+            starts_at = self._time(starts)
+            acks[(fingerprint, starts_at)] = Ack(
+                fingerprint, starts_at, self._time(acked_at), by, bool(fp), note
+            )
+        return acks
 
     def occurrences(self, since: datetime) -> list[Occurrence]:
         rows = self._query(OCCURRENCES_SQL.format(ph=self.placeholder), (self._to_db_time(since),))
