@@ -73,6 +73,24 @@ def test_the_report_counts_each_alert_against_the_operator_on_call(
     assert "alice: " in shown.stdout and "(2 in " in shown.stdout
 
 
+def test_each_notification_names_who_is_on_call_as_it_goes_out(
+    start_responder: StartResponder, tmp_path: Path
+) -> None:
+    roster = tmp_path / "roster.yml"
+    roster.write_text(ROSTER)
+    r = fire(start_responder, roster, alerts=1)
+    [sent] = r.wait_notified(1)
+    assert sent["on_call"] == "alice"
+
+
+def test_without_a_roster_notifications_name_nobody(start_responder: StartResponder) -> None:
+    r = start_responder()
+    doc = payload(alert(fingerprint="fa70"))
+    assert r.post(body(doc)).status_code == 200
+    [sent] = r.wait_notified(1)
+    assert sent["on_call"] is None
+
+
 def test_a_roster_edit_takes_effect_without_a_restart_and_a_broken_one_is_reported(
     start_responder: StartResponder, tmp_path: Path
 ) -> None:

@@ -238,3 +238,16 @@ def test_without_either_kind_its_mttr_is_none() -> None:
     assert figures["mttr_remediated_seconds"] is None
     assert figures["mttr_unremediated_seconds"] == 60
     assert figures["remediated_occurrences"] == 0
+
+
+def test_every_channel_names_who_is_on_call_when_there_is_someone() -> None:
+    firing = replace(Notification.from_event(event({}, "firing")), on_call="ana")
+    assert Notification.from_json(firing.to_json()) == firing
+    assert ConsoleChannel().render(firing).plain.endswith("  on call: ana")
+    assert notification_record(firing)["on_call"] == "ana"
+    apprise = AppriseChannel(["json://127.0.0.1:9/"])
+    assert "On call: ana" in apprise.body(firing).splitlines()
+    assert "On call" not in apprise.body(replace(firing, on_call=None))
+    pager = PagerDutyChannel("routing-key")
+    assert pager.event(firing)["payload"]["custom_details"]["on_call"] == "ana"
+    assert "on_call" not in pager.event(replace(firing, on_call=None))["payload"]["custom_details"]

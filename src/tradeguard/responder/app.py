@@ -500,7 +500,7 @@ def create_app(
     if not auth.enabled:
         log.warning("responder running WITHOUT authentication (--insecure)")
     runtime = ResponderRuntime(settings, history, channels, metrics)
-    roster = RosterSource(settings.roster_file)
+    roster = runtime.roster
     endpoints = _Endpoints(settings, auth, history, runtime, metrics, roster)
     console = Console(
         history,

@@ -98,6 +98,8 @@ class ConsoleChannel(_TakesEverything):
             line.append(f"  {n.summary}")
         if n.remediation:
             line.append(f"  {n.remediation}", style="italic")
+        if n.on_call:
+            line.append(f"  on call: {n.on_call}")
         if n.held_back:
             line.append(n.held_back_text, style="dim")
         return line
@@ -122,6 +124,7 @@ def notification_record(n: Notification, sent_at: datetime | None = None) -> dic
         "summary": n.summary,
         "recovered": n.recovered,
         "remediation": n.remediation,
+        "on_call": n.on_call,
         "message": n.headline,
         "fingerprint": n.fingerprint,
         "starts_at": iso(n.starts_at),
@@ -207,6 +210,8 @@ class AppriseChannel(_TakesEverything):
         lines = [n.recovered if n.status == "resolved" and n.recovered else n.description]
         if n.remediation:
             lines.append(n.remediation)
+        if n.on_call:
+            lines.append(f"On call: {n.on_call}")
         if n.runbook_url:
             lines.append(f"Runbook: {n.runbook_url}")
         if n.held_back:

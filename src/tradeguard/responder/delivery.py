@@ -121,9 +121,11 @@ class DeliverySender:
         deadline_seconds: float = 24 * 3600.0,
         clock: Callable[[], datetime] = utc_now,
         runbook_base_url: str | None = None,
+        on_call: Callable[[datetime], str | None] | None = None,
     ) -> None:
         self.store = store
         self.runbook_base_url = runbook_base_url  # runbook links made absolute as they go out
+        self.on_call = on_call  # who each notification names as on call when it goes out
         self.channels = {c.name: c for c in channels}
         self.throttle = throttle
         self.owner = owner
@@ -317,6 +319,8 @@ class DeliverySender:
     ) -> list[Outcome]:
         notification = notes.add_to(entry.notification).carrying([c.notification for c in carried])
         notification = with_runbook_link(notification, self.runbook_base_url)
+        if self.on_call is not None:
+            notification = replace(notification, on_call=self.on_call(now))
         error: str
         retry_after: float | None = None
         permanent = False

@@ -169,6 +169,9 @@ class Notification:
     # (see remediation_line): the outbox's copy, written by the intake, has none.
     action: str | None = None
     remediation: str | None = None
+    # Who the on-call roster names at the moment the notification goes out (set as it is
+    # sent, like ``remediation``); None without a roster or in a gap between shifts.
+    on_call: str | None = None
 
     @classmethod
     def from_event(cls, event: AlertEvent) -> Notification:
@@ -210,6 +213,7 @@ class Notification:
             "labels": dict(self.labels),
             "action": self.action,
             "remediation": self.remediation,
+            "on_call": self.on_call,
         }
 
     @classmethod
@@ -232,6 +236,7 @@ class Notification:
             labels=dict(data["labels"]),
             action=data.get("action"),  # absent from entries stored by older versions
             remediation=data.get("remediation"),
+            on_call=data.get("on_call"),
         )
 
     def carrying(self, held: Sequence[Notification]) -> Notification:

@@ -71,6 +71,8 @@ class PagerDutyChannel:
             details["runbook_url"] = n.runbook_url
         if n.remediation:
             details["remediation"] = n.remediation
+        if n.on_call:
+            details["on_call"] = n.on_call
         if n.held_back:
             details["held_back_by_throttling"] = list(n.held_back)
         event: dict[str, Any] = {

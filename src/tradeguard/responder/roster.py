@@ -28,6 +28,7 @@ not move when next week's rota is written. A shift is named by the local date it
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -224,6 +225,11 @@ class Roster:
             day += timedelta(days=1)
         return sorted(found)
 
+    def on_call(self, moment: datetime) -> str | None:
+        """The operator on call at ``moment``; None in a gap or before the first rotation."""
+        slot = self.slot_at(moment)
+        return slot.operator if slot is not None else None
+
     def slot_at(self, moment: datetime) -> ShiftSlot | None:
         """The shift ``moment`` falls in; None in a gap between shifts."""
         local_day = moment.astimezone(self.zone).date()
@@ -275,6 +281,7 @@ class RosterSource:
         self.path = path
         self._roster = load_roster(path)  # at start-up a broken roster is an error
         self._stamp = self._mtime()
+        self._lock = threading.Lock()  # the HTTP thread and the sender's workers ask at once
         self.problem: str | None = None
 
     def _mtime(self) -> float | None:
@@ -287,12 +294,13 @@ class RosterSource:
 
     def current(self) -> Roster:
         stamp = self._mtime()
-        if stamp != self._stamp:
-            self._stamp = stamp
-            try:
-                self._roster = load_roster(self.path)
-                self.problem = None
-            except ConfigError as exc:
-                self.problem = f"{exc}; still using the roster read before"
-                log.warning("%s", self.problem)
-        return self._roster
+        with self._lock:
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self._roster = load_roster(self.path)
+                    self.problem = None
+                except ConfigError as exc:
+                    self.problem = f"{exc}; still using the roster read before"
+                    log.warning("%s", self.problem)
+            return self._roster

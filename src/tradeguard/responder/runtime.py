@@ -29,6 +29,7 @@ from tradeguard.responder.events import AlertEvent
 from tradeguard.responder.history.base import AlertHistory, HistoryError
 from tradeguard.responder.intake import Intake
 from tradeguard.responder.remediation import RemediationController
+from tradeguard.responder.roster import RosterSource
 from tradeguard.responder.settings import ResponderSettings
 from tradeguard.responder.throttle import Throttle
 from tradeguard.responder.watchdog import ALERT_PATH_FINGERPRINT, DeadMansSwitch, broken_since
@@ -110,6 +111,10 @@ class ResponderRuntime:
             if settings.throttle_per_minute
             else None
         )
+        # Who is on call when: each notification names them as it goes out, and the report
+        # and the console count each alert against them (the fatigue index).
+        self.roster = RosterSource(settings.roster_file)
+        roster = self.roster
         self.sender = DeliverySender(
             history,
             channels,
@@ -119,6 +124,9 @@ class ResponderRuntime:
             deadline_seconds=settings.delivery_deadline_seconds,
             clock=clock,
             runbook_base_url=settings.runbook_base_url,
+            on_call=(lambda moment: roster.current().on_call(moment))
+            if settings.roster_file is not None
+            else None,
         )
         self.intake = Intake(history, channels, metrics, self.switch, self.sender.wake)
         self.remediation = build_remediation(
