@@ -58,6 +58,7 @@ EXPECTED_COMMANDS = {
     "responder",
     "rules",
     "rules check",
+    "rules export",
     "state",
     "state check",
     "state resync",
