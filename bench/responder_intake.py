@@ -18,6 +18,11 @@ before, so every request makes the responder store new events.
   That cluster runs with ``fsync=off`` (the harness's setting for tests), so it measures the
   round trips and not the disk.
 
+The systems run in ``--rounds`` rounds (default 3), floor first and then each responder, and each
+responder's ratio is against the floor of its own round: on a shared host the CPU the bench gets
+moves by minutes (steal), so one floor run and one responder run minutes apart can differ by 2x
+for reasons of neither. The median ratio over the rounds is the figure, with its range.
+
 After each responder run the bench checks what the responder promises: every event answered
 with a 200 is in the history (``history.count()`` equals the 200s times the alerts per payload,
 plus at most the alerts of requests that were still unanswered when the load stopped: wrk ends
@@ -59,7 +64,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bench.common import quantile
+from bench.common import median, quantile
 from tradeguard.process.services import PostgresServer
 from tradeguard.responder.http_server import BackgroundHTTPServer
 from tradeguard.responder.notification import Notification
@@ -157,6 +162,7 @@ class FloorServer:
 @contextlib.contextmanager
 def postgres_url(tmp: Path) -> Iterator[str]:
     """A throwaway PostgreSQL cluster's URL (its start waits until it answers queries)."""
+    tmp.mkdir(parents=True, exist_ok=True)
     server = PostgresServer(tmp / "pg").start()
     try:
         yield server.url
@@ -482,7 +488,14 @@ class DiscardChannel:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10, help="load per system")
+    parser.add_argument("--seconds", type=int, default=10, help="load per system and round")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of floor then responder, interleaved: each ratio is against the floor "
+        "of its own round, and the median is reported (a shared host's CPU varies by minutes)",
+    )
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (httpx: processes)")
     parser.add_argument("--alerts", type=int, default=1, help="alerts per webhook payload")
@@ -505,6 +518,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.seconds < 1 or args.threads < 1 or args.connections < args.threads:
         parser.error("need --seconds >= 1, --threads >= 1 and --connections >= --threads")
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds must be from 1 to 20")
     if not 1 <= args.alerts <= 255:
         parser.error("--alerts must be from 1 to 255")
 
@@ -538,54 +553,74 @@ def main(argv: list[str] | None = None) -> None:
             return run_wrk(url, parts, args, tmp)
         return run_httpx(url, parts, args)
 
+    systems: list[tuple[str, Callable[[Path, int], contextlib.AbstractContextManager[str]]]] = [
+        (
+            "sqlite",
+            lambda tmp, rnd: contextlib.nullcontext(f"sqlite:///{tmp}/history-{rnd}.sqlite3"),
+        ),
+    ]
+    if args.postgres:
+        systems.append(("postgresql", lambda tmp, rnd: postgres_url(tmp / f"pg-{rnd}")))
+    floors: list[LoadResult] = []
+    runs: dict[str, list[tuple[LoadResult, float]]] = {name: [] for name, _ in systems}
     lines: list[str] = []
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="tradeguard-bench-", dir=args.tmpdir) as tmpdir:
         tmp = Path(tmpdir)
-        progress("floor: bare Starlette app on the responder's uvicorn settings")
-        floor_server = FloorServer().start()
-        try:
-            floor = load(floor_server.url, tmp)
-        finally:
-            floor_server.stop()
-        progress(f"floor: {figures(floor, 'requests')}")
-        lines.append(f"floor: {figures(floor, 'requests')}")
+        for rnd in range(1, args.rounds + 1):
+            progress(f"round {rnd} of {args.rounds}: floor (bare Starlette app, same uvicorn)")
+            floor_server = FloorServer().start()
+            try:
+                floor = load(floor_server.url, tmp)
+            finally:
+                floor_server.stop()
+            floors.append(floor)
+            progress(f"floor: {figures(floor, 'requests')}")
+            for name, history_url in systems:
+                with history_url(tmp, rnd) as url:
+                    where = f"on {filesystem(tmp)}" if name == "sqlite" else "fsync=off"
+                    progress(f"round {rnd}: responder ({name}, {where}): starting")
+                    settings = load_responder_settings(
+                        port=0,
+                        insecure=True,
+                        history_url=url,
+                        console=False,
+                        throttle_per_minute={},
+                    )
+                    channels = [DiscardChannel(f"discard-{i}") for i in range(args.channels)]
+                    server = ResponderServer(settings, channels=channels).start()
+                    try:
+                        before = server.history.count()
+                        result = load(server.url, tmp)
+                        progress(f"responder ({name}): waiting for requests still in the server")
+                        stored = settled_count(server.history.count) - before
+                    finally:
+                        server.stop()
+                share = result.rate / floor.rate if floor.rate else 0.0
+                runs[name].append((result, share))
+                ok, verdict = durability(stored, result, args.alerts)
+                lines.append(f"  round {rnd} durability ({name}): {verdict}")
+                if not ok:
+                    failures.append(f"{name}, round {rnd}: {verdict}")
+                progress(f"responder ({name}): {figures(result, 'webhooks')}, {share:.2f}x")
 
-        systems: list[tuple[str, Callable[[], contextlib.AbstractContextManager[str]]]] = [
-            ("sqlite", lambda: contextlib.nullcontext(f"sqlite:///{tmp}/history.sqlite3")),
-        ]
-        if args.postgres:
-            systems.append(("postgresql", lambda: postgres_url(tmp)))
-        for name, history_url in systems:
-            with history_url() as url:
-                where = f"on {filesystem(tmp)}" if name == "sqlite" else "fsync=off"
-                progress(f"responder ({name}, {where}): starting")
-                settings = load_responder_settings(
-                    port=0,
-                    insecure=True,
-                    history_url=url,
-                    console=False,
-                    throttle_per_minute={},
-                )
-                channels = [DiscardChannel(f"discard-{i}") for i in range(args.channels)]
-                server = ResponderServer(settings, channels=channels).start()
-                try:
-                    before = server.history.count()
-                    result = load(server.url, tmp)
-                    progress(f"responder ({name}): waiting for requests still in the server")
-                    stored = settled_count(server.history.count) - before
-                finally:
-                    server.stop()
-            share = result.rate / floor.rate if floor.rate else 0.0
-            ratios = f"{share:.2f}x the floor ({floor.rate:.0f}/s)"
-            outbox = f"{args.channels} outbox entr{'y' if args.channels == 1 else 'ies'}/event"
-            lines.append(f"responder ({name}, {outbox}): {figures(result, 'webhooks')}, {ratios}")
-            ok, verdict = durability(stored, result, args.alerts)
-            lines.append(f"  durability ({name}): {verdict}")
-            if not ok:
-                failures.append(f"{name}: {verdict}")
-            progress(f"responder ({name}): {figures(result, 'webhooks')}")
-
+    rates = [f.rate for f in floors]
+    lines.insert(
+        0,
+        f"floor: median {median(rates):.0f} requests/s over {len(floors)} round(s) "
+        f"({min(rates):.0f}-{max(rates):.0f}/s)",
+    )
+    outbox = f"{args.channels} outbox entr{'y' if args.channels == 1 else 'ies'}/event"
+    for name, results in runs.items():
+        shares = [share for _, share in results]
+        webhooks = [r.rate for r, _ in results]
+        p99 = median([r.p99_ms for r, _ in results])
+        lines.insert(
+            1,
+            f"responder ({name}, {outbox}): median {median(shares):.2f}x the floor of its "
+            f"round ({min(shares):.2f}-{max(shares):.2f}x), median {median(webhooks):.0f} "
+            f"webhooks/s, p99 {p99:.1f} ms, {sum(r.errors for r, _ in results)} errors",
+        )
     for line in lines:
         print(f"  {line}")
     sys.stdout.flush()
