@@ -63,6 +63,7 @@ TokenOpt = Annotated[
         show_envvar=True,
     ),
 ]
+DaysOpt = Annotated[int, typer.Option(min=1, max=90, help="How many days back.")]
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for the responder.")]
 
 

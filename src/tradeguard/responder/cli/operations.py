@@ -20,6 +20,7 @@ from tradeguard.responder.cli.common import (
     _SEVERITY_STYLE,
     DEFAULT_URL,
     MAX_SUMMARY_HOURS,
+    DaysOpt,
     TimeoutOpt,
     TokenFileOpt,
     TokenOpt,
@@ -395,7 +396,7 @@ def optimize_command(
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
-    days: Annotated[int, typer.Option(min=1, max=90, help="How many days back.")] = 7,
+    days: DaysOpt = 7,
     rules_dir: Annotated[
         Path | None,
         typer.Option(help="The rule files (default: deploy/prometheus/rules above the cwd)."),

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from tradeguard.responder.cli.common import (
     DEFAULT_URL,
+    DaysOpt,
     TimeoutOpt,
     TokenFileOpt,
     TokenOpt,
@@ -27,7 +28,7 @@ from tradeguard.secret_files import replace_private
 
 @alerts_app.command("report")
 def report_command(
-    days: Annotated[int, typer.Option(min=1, max=90, help="How many days back.")] = 7,
+    days: DaysOpt = 7,
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,

@@ -8,6 +8,7 @@ opens from a mail attachment or a shared drive with no network and no server beh
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,18 @@ def effectiveness_context(
     }
 
 
+@cache
 def _environment() -> Environment:
     return Environment(
         loader=FileSystemLoader(str(HERE / "templates")),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
+
+
+@cache
+def _stylesheet() -> str:
+    """The console's stylesheet, read once: the file inlines it."""
+    return (HERE / "static" / "console.css").read_text(encoding="utf-8")
 
 
 def report_file(
@@ -68,7 +76,7 @@ def report_file(
     roster_problem: str | None = None,
 ) -> str:
     """The weekly report as one HTML document with its stylesheet and charts inside."""
-    css = (HERE / "static" / "console.css").read_text(encoding="utf-8")
+    css = _stylesheet()
     context = effectiveness_context(report, occurrences, days)
     template = _environment().get_template("report_file.html")
     return template.render(
